@@ -1,0 +1,51 @@
+"""Keep EPICS Channel Access and pvAccess traffic on loopback.
+
+Channel Access broadcasts name searches to every interface by default.  adscan's own
+processes (CLI, simulated IOC, RE Manager worker, tests) must never do that, so these
+settings are applied before any CA library (pyepics' libca, caproto) is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: Client and server settings that confine CA and PVA to 127.0.0.1.
+LOOPBACK_ENV: dict[str, str] = {
+    "EPICS_CA_AUTO_ADDR_LIST": "NO",
+    "EPICS_CA_ADDR_LIST": "127.0.0.1",
+    "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
+    "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+    "EPICS_CAS_BEACON_ADDR_LIST": "127.255.255.255",
+    "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+    "EPICS_PVA_ADDR_LIST": "127.0.0.1",
+    "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
+    "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+    "EPICS_PVAS_BEACON_ADDR_LIST": "127.255.255.255",
+}
+
+#: A site running real IOCs on another host names them here (documented in docs/deployment.md);
+#: broadcasts stay off either way.
+SITE_ADDR_LIST_VAR = "ADSCAN_EPICS_CA_ADDR_LIST"
+
+
+def apply_loopback(env: dict[str, str] | None = None, ca_port: int | None = None) -> dict[str, str]:
+    """Write the loopback settings into ``env`` (default ``os.environ``) and return it.
+
+    ``ca_port`` sets the CA server (UDP search) port for clients and servers alike, so that
+    several simulated beamlines on one machine never answer each other's searches.
+    """
+    env = os.environ if env is None else env
+    env.update(LOOPBACK_ENV)
+    site = env.get(SITE_ADDR_LIST_VAR, "").strip()
+    if site:
+        env["EPICS_CA_ADDR_LIST"] = site
+    if ca_port is not None:
+        env["EPICS_CA_SERVER_PORT"] = str(ca_port)
+        env["EPICS_CAS_SERVER_PORT"] = str(ca_port)
+    return env
+
+
+def ca_port(env: dict[str, str] | None = None) -> int:
+    """The CA server port in force (5064 unless configured)."""
+    env = os.environ if env is None else env
+    return int(env.get("EPICS_CAS_SERVER_PORT") or env.get("EPICS_CA_SERVER_PORT") or 5064)
