@@ -28,6 +28,12 @@ LOOPBACK_ENV: dict[str, str] = {
 SITE_ADDR_LIST_VAR = "ADSCAN_EPICS_CA_ADDR_LIST"
 
 
+def is_loopback_list(addr_list: str) -> bool:
+    """True when every entry of an address list (``host[:port]`` words) is on loopback."""
+    hosts = [word.rsplit(":", 1)[0] for word in addr_list.split()]
+    return bool(hosts) and all(h == "localhost" or h.startswith("127.") for h in hosts)
+
+
 def apply_loopback(env: dict[str, str] | None = None, ca_port: int | None = None) -> dict[str, str]:
     """Write the loopback settings into ``env`` (default ``os.environ``) and return it.
 
@@ -35,10 +41,13 @@ def apply_loopback(env: dict[str, str] | None = None, ca_port: int | None = None
     several simulated beamlines on one machine never answer each other's searches.
     """
     env = os.environ if env is None else env
+    kept = env.get("EPICS_CA_ADDR_LIST", "")
     env.update(LOOPBACK_ENV)
     site = env.get(SITE_ADDR_LIST_VAR, "").strip()
     if site:
         env["EPICS_CA_ADDR_LIST"] = site
+    elif is_loopback_list(kept):
+        env["EPICS_CA_ADDR_LIST"] = kept  # e.g. several loopback ports of a test session
     if ca_port is not None:
         env["EPICS_CA_SERVER_PORT"] = str(ca_port)
         env["EPICS_CAS_SERVER_PORT"] = str(ca_port)

@@ -1,0 +1,94 @@
+"""adscan's devices, built from ``startup/devices.yml`` and ``startup/iconfig.yml``.
+
+``create_devices()`` connects each device with a bounded timeout.  A device whose IOC
+does not answer is reported by name and left out; the others stay usable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger("adscan.devices")
+
+#: Devices connected at start-up, by name (plans resolve device names through it).
+REGISTRY: dict[str, Any] = {}
+
+
+@dataclass
+class DeviceSet:
+    """What start-up connected, and what it could not."""
+
+    devices: dict[str, Any] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)  # name -> reason
+    seconds: float = 0.0
+
+    @property
+    def motors(self) -> dict[str, Any]:
+        return {n: d for n, d in self.devices.items() if "motor" in d._ophyd_labels_}
+
+    @property
+    def detectors(self) -> dict[str, Any]:
+        return {n: d for n, d in self.devices.items() if "detector" in d._ophyd_labels_}
+
+
+def create_motor(name: str, pv: str, timeout: float):
+    """An unmodified ``ophyd.EpicsMotor``; its read() holds readback and setpoint."""
+    from ophyd import EpicsMotor
+
+    motor = EpicsMotor(pv, name=name, labels=("motor",))
+    motor.wait_for_connection(timeout=timeout)
+    return motor
+
+
+def create_simdet(name: str, prefix: str, cfg: dict[str, Any], timeout: float):
+    """The how-to's ``SimDetector_V34``, configured by ``ad_setup`` and primed."""
+    from apstools.devices import AD_plugin_primed, AD_prime_plugin2
+
+    from adscan.devices.area_detector import SimDetector_V34, ad_setup
+
+    det_cfg = cfg["detector"]
+    det = SimDetector_V34(prefix, name=name, labels=("detector", "area_detector"))
+    det.wait_for_connection(timeout=timeout)
+    ad_setup(
+        det,
+        frames=int(det_cfg["frames_per_point"]),
+        write_path=det_cfg["write_path"],
+        read_path=det_cfg["read_path"],
+        compression=det_cfg.get("compression", "LZ4"),
+    )
+    det.cam.acquire_time.put(float(det_cfg["acquire_time"]))
+    det.cam.acquire_period.put(float(det_cfg["acquire_period"]))
+    if not AD_plugin_primed(det.hdf1):
+        logger.info("priming %s.hdf1 with one frame", name)
+        AD_prime_plugin2(det.hdf1)
+    return det
+
+
+def create_devices(cfg: dict[str, Any], devices_cfg: dict[str, Any]) -> DeviceSet:
+    """Create every device of ``devices.yml``; report (not raise) those that don't answer."""
+    import ophyd
+
+    ophyd.Device.lazy_wait_for_connection = False
+    timeout = float(cfg["epics"]["connection_timeout"])
+    ioc = cfg["ioc"]
+    found = DeviceSet()
+    t0 = time.monotonic()
+    for name, spec in (devices_cfg.get("motors") or {}).items():
+        pv = f"{ioc['motors_prefix']}{spec['pv']}"
+        try:
+            found.devices[name] = create_motor(name, pv, timeout)
+        except Exception as ex:  # noqa: BLE001 - reported, start-up goes on
+            found.missing[name] = f"motor {pv} did not answer: {ex}"
+    for name, _spec in (devices_cfg.get("detectors") or {}).items():
+        try:
+            found.devices[name] = create_simdet(name, ioc["ad_prefix"], cfg, timeout)
+        except Exception as ex:  # noqa: BLE001 - reported, start-up goes on
+            found.missing[name] = f"area detector {ioc['ad_prefix']} did not answer: {ex}"
+    found.seconds = time.monotonic() - t0
+    REGISTRY.update(found.devices)
+    for name, why in found.missing.items():
+        logger.error("device %s is MISSING: %s", name, why)
+    return found

@@ -1,0 +1,72 @@
+"""adscan's one start-up module, for IPython, notebooks and the queue-server worker.
+
+``from adscan.instrument import *`` gives: ``RE`` (RunEngine with persistent metadata,
+catalog and SPEC writers subscribed), ``cat`` (the catalog), the devices of
+``startup/devices.yml`` (``m1``, ``m2``, ``simdet``), the adscan plans and the stock
+``bluesky.plans``.  Settings come from ``startup/iconfig.yml``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import adscan  # noqa: F401 - EPICS loopback settings before any CA library loads
+from adscan.config import load_devices, load_iconfig
+
+logger = logging.getLogger("adscan.instrument")
+iconfig = load_iconfig()
+
+from apstools.utils import StoredDict  # noqa: E402
+from bluesky import RunEngine, SupplementalData  # noqa: E402
+from bluesky.plans import *  # noqa: E402,F403 - the stock plans stay available
+from bluesky_queueserver import is_re_worker_active  # noqa: E402
+
+from adscan.catalog import make_catalog_writer, open_catalog  # noqa: E402
+from adscan.devices import create_devices  # noqa: E402
+from adscan.plans import (  # noqa: E402,F401 - exported to users and the queue server
+    adscan_count,
+    adscan_grid_scan,
+    adscan_scan,
+    adscan_scan2,
+)
+from adscan.preprocessors import motor_start_stream  # noqa: E402
+from adscan.specfile import make_spec_writer  # noqa: E402
+
+# --- RunEngine with metadata that survives restarts (scan_id keeps counting) -----------
+RE = RunEngine()
+_md_file = Path(iconfig["metadata"]["file"])
+_md_file.parent.mkdir(parents=True, exist_ok=True)
+RE.md = StoredDict(_md_file, delay=0.2, title="adscan RunEngine metadata (RE.md)")
+RE.md.setdefault("instrument_name", iconfig["instrument"]["name"])
+RE.md.setdefault("beamline_id", iconfig["instrument"]["name"])
+
+# --- every document to the catalog and the SPEC file ----------------------------------
+catalog_writer = make_catalog_writer(iconfig)
+RE.subscribe(catalog_writer)
+specwriter = make_spec_writer(iconfig, RE=RE)
+RE.subscribe(specwriter.receiver)
+cat = open_catalog(iconfig)
+
+# --- devices: m1, m2, simdet (whatever answers) ---------------------------------------
+_found = create_devices(iconfig, load_devices())
+globals().update(_found.devices)
+missing_devices = dict(_found.missing)
+for _name, _why in missing_devices.items():
+    print(f"adscan: device {_name} is MISSING: {_why}")
+
+# --- baseline (motors, detector timing) and the motor positions at each run's start ---
+sd = SupplementalData()
+sd.baseline = list(_found.motors.values())
+for _det in _found.detectors.values():
+    sd.baseline += [_det.cam.acquire_time, _det.cam.acquire_period]
+RE.preprocessors.append(sd)
+RE.preprocessors.append(motor_start_stream(list(_found.motors.values())))
+
+# --- live table and plots only for interactive sessions -------------------------------
+if not is_re_worker_active():
+    from bluesky.callbacks.best_effort import BestEffortCallback
+
+    bec = BestEffortCallback()
+    bec.disable_plots()
+    RE.subscribe(bec)

@@ -1,0 +1,68 @@
+"""The how-to's area detector: ADSimDetector v3.4 with HDF5 (LZ4), ROI and Stats plugins."""
+
+from __future__ import annotations
+
+from apstools.devices import SimDetectorCam_V34, SingleTrigger_V34
+from ophyd.areadetector import ADComponent, DetectorBase
+from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
+from ophyd.areadetector.plugins import (
+    HDF5Plugin_V34,
+    ImagePlugin_V34,
+    PvaPlugin_V34,
+    ROIPlugin_V34,
+    StatsPlugin_V34,
+)
+
+
+class MyHDF5Plugin(FileStoreHDF5IterativeWrite, HDF5Plugin_V34):
+    """HDF5 file writer: one file per run stage, frames appended (Stream mode)."""
+
+
+class SimDetector_V34(SingleTrigger_V34, DetectorBase):
+    """ADSimDetector v3.4 as in the how-to.
+
+    ``cam`` is declared before ``hdf1`` so that the camera's ``num_images`` is staged
+    before the HDF5 plugin reads it as the number of frames per point.
+    """
+
+    cam = ADComponent(SimDetectorCam_V34, "cam1:")
+    hdf1 = ADComponent(MyHDF5Plugin, "HDF1:", write_path_template="/", read_path_template="/")
+    image = ADComponent(ImagePlugin_V34, "image1:")
+    pva = ADComponent(PvaPlugin_V34, "Pva1:")
+    roi1 = ADComponent(ROIPlugin_V34, "ROI1:")
+    stats1 = ADComponent(StatsPlugin_V34, "Stats1:")
+
+
+def ad_setup(
+    det: SimDetector_V34,
+    *,
+    frames: int,
+    write_path: str,
+    read_path: str,
+    compression: str = "LZ4",
+) -> None:
+    """The how-to's ``ad_setup``: n frames per point, HDF5 with LZ4, stats recorded.
+
+    Records for each image: the HDF5 file (datum), total counts, maximum counts and
+    the image's unique ID (last frame of each point, as the Stats plugin reports it).
+    """
+    det.hdf1.write_path_template = write_path
+    det.hdf1.read_path_template = read_path
+    det.cam.stage_sigs["num_images"] = frames
+    det.cam.stage_sigs["wait_for_plugins"] = "Yes"
+    det.hdf1.stage_sigs["compression"] = compression
+    det.hdf1.stage_sigs["blocking_callbacks"] = "No"
+    det.image.stage_sigs["blocking_callbacks"] = "No"
+    det.hdf1.stage_sigs.move_to_end("capture", last=True)
+
+    det.read_attrs = ["hdf1", "stats1"]
+    det.hdf1.kind = "hinted"
+    det.stats1.kind = "hinted"
+    det.stats1.read_attrs = ["total", "max_value", "unique_id"]
+    for name in ("total", "max_value", "unique_id"):
+        getattr(det.stats1, name).kind = "hinted"
+
+
+def frames_per_point(det: SimDetector_V34) -> int:
+    """Frames the detector will collect at each point (its staged ``num_images``)."""
+    return int(det.cam.stage_sigs["num_images"])

@@ -1,0 +1,164 @@
+"""Test session set-up: loopback EPICS, unique ports and prefixes, a private data directory.
+
+Everything here runs before any test module imports pyepics, caproto or ophyd:
+- EPICS CA/PVA traffic is confined to 127.0.0.1 (adscan.epics_env).
+- Four free UDP ports are reserved for this session's IOCs; clients search all of them
+  (``EPICS_CA_ADDR_LIST=127.0.0.1:P0 127.0.0.1:P1 ...``), so tests may run several IOC
+  processes at once, each on its own port with its own PV prefix, and concurrent test
+  sessions on one machine never answer each other.
+- ``ADSCAN_ICONFIG`` points at a copy of startup/iconfig.yml whose data directory,
+  PV prefixes, Redis and ZMQ ports are this session's own.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _free_ca_ports(n: int) -> list[int]:
+    """``n`` ports free for both UDP (CA search) and TCP (CA circuits)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = random.randint(20000, 59000)
+        try:
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+CA_PORTS = [int(p) for p in os.environ["ADSCAN_TEST_CA_PORTS"].split(",")] if os.environ.get(
+    "ADSCAN_TEST_CA_PORTS") else _free_ca_ports(4)
+TAG = f"t{os.getpid() % 100000}"
+SESSION_DIR = Path(tempfile.mkdtemp(prefix=f"adscan-test-{TAG}-"))
+
+from adscan import epics_env  # noqa: E402
+
+epics_env.apply_loopback(ca_port=CA_PORTS[0])
+os.environ["EPICS_CA_ADDR_LIST"] = " ".join(f"127.0.0.1:{p}" for p in CA_PORTS)
+os.environ["ADSCAN_TEST_CA_PORTS"] = ",".join(map(str, CA_PORTS))
+
+
+def write_iconfig(directory: Path, *, tag: str, ca_port: int, simulate: bool = True) -> Path:
+    """A copy of startup/iconfig.yml (and devices.yml) with private dirs, prefixes and ports."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load((REPO / "startup" / "iconfig.yml").read_text())
+    data_dir = directory / "data"
+    cfg["instrument"]["data_dir"] = str(data_dir)
+    cfg["epics"]["ca_server_port"] = ca_port
+    cfg["epics"]["connection_timeout"] = 5
+    cfg["ioc"].update(simulate=simulate, motors_prefix=f"{tag}gp:", ad_prefix=f"{tag}kad:",
+                      motor_velocity=20.0)
+    cfg["detector"].update(acquire_time=0.002, acquire_period=0.002)
+    qs = cfg["queueserver"]
+    qs["zmq_control_addr"] = f"tcp://127.0.0.1:{_free_port(socket.SOCK_STREAM)}"
+    qs["zmq_info_addr"] = f"tcp://127.0.0.1:{_free_port(socket.SOCK_STREAM)}"
+    qs["redis_addr"] = f"127.0.0.1:{_free_port(socket.SOCK_STREAM)}"
+    qs["redis_name_prefix"] = f"adscan_{tag}"
+    qs["existing_plans_devices"] = str(directory / "existing_plans_and_devices.yaml")
+    path = directory / "iconfig.yml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    shutil.copy(REPO / "startup" / "devices.yml", directory / "devices.yml")
+    return path
+
+
+ICONFIG = write_iconfig(SESSION_DIR / "config", tag=TAG, ca_port=CA_PORTS[0])
+os.environ["ADSCAN_ICONFIG"] = str(ICONFIG)
+os.environ.pop("ADSCAN_DATA_DIR", None)
+
+
+def start_ioc(
+    *,
+    port: int,
+    motors_prefix: str,
+    ad_prefix: str,
+    data_dir: Path,
+    rows: int = 1024,
+    cols: int = 1024,
+    velocity: float = 20.0,
+    timeout: float = 90.0,
+) -> subprocess.Popen:
+    """Start ``python -m adscan.iocs`` and return once it printed its READY line."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(data_dir / f"ioc-{port}.log", "a")  # noqa: SIM115 - owned by the process
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    epics_env.apply_loopback(env, ca_port=port)
+    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adscan.iocs", "--prefix-motors", motors_prefix,
+         "--prefix-ad", ad_prefix, "--data-dir", str(data_dir), "--port", str(port),
+         "--rows", str(rows), "--cols", str(cols), "--velocity", str(velocity)],
+        stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("READY"):
+            return proc
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(f"IOC on port {port} did not become ready; see {log.name}")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> int | None:
+    """SIGTERM, then SIGKILL after ``timeout``; return the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
+@pytest.fixture(scope="session")
+def iconfig() -> dict:
+    """This session's instrument configuration (paths expanded)."""
+    from adscan.config import load_iconfig
+
+    return load_iconfig(ICONFIG)
+
+
+@pytest.fixture(scope="session")
+def beamline(iconfig):
+    """The session's simulated beamline IOC (motors + detector) at the iconfig prefixes."""
+    proc = start_ioc(
+        port=CA_PORTS[0],
+        motors_prefix=iconfig["ioc"]["motors_prefix"],
+        ad_prefix=iconfig["ioc"]["ad_prefix"],
+        data_dir=Path(iconfig["instrument"]["data_dir"]),
+        velocity=float(iconfig["ioc"]["motor_velocity"]),
+    )
+    yield proc
+    stop_process(proc)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if exitstatus == 0 and not os.environ.get("ADSCAN_KEEP_TEST_DATA"):
+        shutil.rmtree(SESSION_DIR, ignore_errors=True)

