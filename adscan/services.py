@@ -374,8 +374,15 @@ def ioc_answers(cfg: dict, timeout: float = 2.0) -> bool:
     except Exception:  # noqa: BLE001 - any CA failure means "does not answer"
         return False
     finally:
-        with contextlib.suppress(Exception):
-            ctx.disconnect()
+        # Context.disconnect() takes about 1 s: do it in the background.
+        import threading
+
+        threading.Thread(target=_quiet_disconnect, args=(ctx,), daemon=True).start()
+
+
+def _quiet_disconnect(ctx) -> None:
+    with contextlib.suppress(Exception):
+        ctx.disconnect()
 
 
 def ensure_ioc(cfg: dict, timeout: float = IOC_START_TIMEOUT) -> ServiceInfo:
@@ -385,7 +392,8 @@ def ensure_ioc(cfg: dict, timeout: float = IOC_START_TIMEOUT) -> ServiceInfo:
     address = f"CA 127.0.0.1:{port} {ioc['motors_prefix']} {ioc['ad_prefix']}"
     log = ioc_log(cfg)
     pid_file = _pid_file(cfg, "ioc")
-    check_timeout = float(cfg.get("epics", {}).get("connection_timeout", 2.0))
+    # A live IOC on loopback connects in well under a second.
+    check_timeout = min(5.0, float(cfg.get("epics", {}).get("connection_timeout", 2.0)))
     pid = _live_pid(pid_file, "adscan.iocs")
     if not ioc.get("simulate", True):
         ok = ioc_answers(cfg, timeout=check_timeout)
@@ -691,7 +699,7 @@ def status(cfg: dict, *, check_ioc: bool = True) -> list[ServiceInfo]:
             "ioc", ("up" if pid else "external") if ok else "down",
             f"CA 127.0.0.1:{port} {ioc['motors_prefix']} {ioc['ad_prefix']}", pid,
             str(ioc_log(cfg)) if pid else "",
-            ("simulated" if ioc.get("simulate", True) else "real IOC")
+            ("simulate: true" if ioc.get("simulate", True) else "real IOC")
             + ("" if ok or not pid else "; process alive but PVs do not answer"),
         ))
     pid = _live_pid(_pid_file(cfg, "re-manager"), "start-re-manager")

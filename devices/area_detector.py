@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from apstools.devices import SimDetectorCam_V34, SingleTrigger_V34
+from ophyd import Staged
 from ophyd.areadetector import ADComponent, DetectorBase
 from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
 from ophyd.areadetector.plugins import (
@@ -18,8 +21,28 @@ class MyHDF5Plugin(FileStoreHDF5IterativeWrite, HDF5Plugin_V34):
     """HDF5 file writer: one file per run stage, frames appended (Stream mode)."""
 
 
-class SimDetector_V34(SingleTrigger_V34, DetectorBase):
-    """ADSimDetector v3.4 as in the how-to.
+class SingleTriggerV34(SingleTrigger_V34):
+    """apstools' ``SingleTrigger_V34`` with ophyd's trigger race closed.
+
+    ophyd's ``SingleTrigger.trigger()`` returns ``self._status``, which the acquisition
+    callback (a CA thread) sets to ``None`` when AcquireBusy falls.  With short exposures
+    the frames can be done before ``trigger()`` returns, and the RunEngine then receives
+    ``None`` ("'NoneType' object has no attribute 'add_callback'").  Here the status
+    object created is the one returned.
+    """
+
+    def trigger(self):
+        if self._staged != Staged.yes:
+            raise RuntimeError("This detector is not ready to trigger: stage() it first.")
+        status = self._status_type(self)
+        self._status = status
+        self._acquisition_signal.put(1, wait=False)
+        self.generate_datum(self._image_name, time.time(), {})
+        return status
+
+
+class SimDetector_V34(SingleTriggerV34, DetectorBase):
+    """ADSimDetector v3.4 as in the how-to (trigger race fixed, see ``SingleTriggerV34``).
 
     ``cam`` is declared before ``hdf1`` so that the camera's ``num_images`` is staged
     before the HDF5 plugin reads it as the number of frames per point.

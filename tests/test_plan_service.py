@@ -55,11 +55,18 @@ def qserver(cfg: dict, *words: str, check: bool = True) -> subprocess.CompletedP
 
 
 def wait_idle(rm, n_history: int, timeout: float = 300.0) -> None:
+    """Wait until ``n_history`` items are in the history; fail at once if one failed."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         st = rm.status()
-        if st["manager_state"] == "idle" and st["items_in_history"] >= n_history:
-            return
+        if st["manager_state"] == "idle":
+            if st["items_in_history"] >= n_history:
+                return
+            last = rm.history_get()["items"][-1:] if st["items_in_history"] else []
+            if last and last[0]["result"]["exit_status"] != "completed":
+                res = last[0]["result"]
+                raise AssertionError(f"{last[0]['name']} {res['exit_status']}: {res['msg']}\n"
+                                     f"{res.get('traceback', '')}")
         time.sleep(0.2)
     raise TimeoutError(f"RE Manager not idle with {n_history} history items: {rm.status()}")
 
@@ -154,7 +161,7 @@ def test_hdf5_frames_match_stats(runs):
         ds = run.primary.read()
         files = image_files(run)
         assert len(files) == 1, (name, files)
-        with h5py.File(files[0], "r") as f:
+        with h5py.File(files[0], "r", locking=False) as f:
             data = f["/entry/data/data"]
             uid = f["/entry/instrument/NDAttributes/NDArrayUniqueId"][()]
             points = EXPECTED_POINTS[name]
@@ -207,7 +214,9 @@ def test_bad_submission_refused(four_runs, rm, service, plan, word):
     before = hashlib.sha256(spec.read_bytes()).hexdigest()
     queue_before = rm.queue_get()["items"]
     history_before = rm.status()["items_in_history"]
-    result = rm.item_add(plan)
+    with pytest.raises(rm.RequestFailedError) as info:
+        rm.item_add(plan)
+    result = info.value.response
     assert result["success"] is False
     assert word in result["msg"], result["msg"]
     assert rm.queue_get()["items"] == queue_before

@@ -289,3 +289,55 @@ def test_stale_pid_files_and_queue_survives_restart(env):
         api.close()
     services.down(cfg)
     assert not any(_listening(p) for p in env["ports"])
+
+
+FAKE_IOC = '''\
+import sys
+from caproto import ChannelDouble, ChannelInteger
+from caproto.asyncio.server import run
+m, ad = sys.argv[1], sys.argv[2]
+run({m + "m1.RBV": ChannelDouble(value=0.0), ad + "cam1:Acquire": ChannelInteger(value=0)},
+    interfaces=["127.0.0.1"])
+'''
+
+
+def test_real_ioc_check(env):
+    """ioc.simulate false: ensure_ioc only checks the configured prefixes over CA."""
+    from adscan import epics_env
+
+    cfg = env["cfg"]
+    script = env["tmp"] / "fake_ioc.py"
+    script.write_text(FAKE_IOC)
+    child_env = epics_env.apply_loopback(dict(os.environ), ca_port=cfg["epics"]["ca_server_port"])
+    proc = subprocess.Popen([sys.executable, str(script), cfg["ioc"]["motors_prefix"],
+                             cfg["ioc"]["ad_prefix"]], env=child_env)
+    try:
+        assert services._wait(lambda: services.ioc_answers(cfg, timeout=0.5), 10)
+        info = services.ensure_ioc(cfg)
+        assert info.state == "external" and info.pid is None and not info.started
+        wrong = {**cfg, "ioc": {**cfg["ioc"], "ad_prefix": "nosuch:"}}
+        t0 = time.monotonic()
+        info = services.ensure_ioc(wrong)
+        assert info.state == "down" and "nosuch:cam1:Acquire" in info.detail
+        assert time.monotonic() - t0 < 3
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_broken_startup_code_is_reported(env, tmp_path):
+    """A start-up error fails open_environment with the worker's console output."""
+    broken = tmp_path / "startup"
+    broken.mkdir()
+    (broken / "00-broken.py").write_text("RE = None\nraise RuntimeError('adscan-broken-profile')\n")
+    _, ctl, info, ca = _free_ports(4)
+    path = _write_iconfig(tmp_path, "broken", env["ports"][0], ctl, info, ca, broken)
+    cfg = load_iconfig(path)
+    try:
+        services.ensure_redis(cfg)  # a second Redis on the same port is not started: reused
+        services.ensure_re_manager(cfg)
+        with pytest.raises(services.ServiceError, match="adscan-broken-profile"):
+            services.open_environment(cfg, timeout=30)
+    finally:
+        services.down(cfg)
+    assert not _listening(ctl)

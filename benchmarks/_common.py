@@ -1,0 +1,72 @@
+"""Shared helpers for adscan benchmarks: loopback EPICS, a private IOC, result tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from adscan import epics_env
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def free_ca_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    while True:
+        port = random.randint(20000, 59000)
+        try:
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+
+
+def use_port(port: int) -> None:
+    """Point this process's CA clients at ``port`` on loopback (before CA loads)."""
+    epics_env.apply_loopback(ca_port=port)
+    os.environ["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
+
+
+def start_ioc(port: int, data_dir: Path, motors: str, ad: str, *extra: str):
+    """Start the simulated IOC; return (process, seconds from spawn to READY)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    epics_env.apply_loopback(env, ca_port=port)
+    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adscan.iocs", "--port", str(port), "--prefix-motors", motors,
+         "--prefix-ad", ad, "--data-dir", str(data_dir), *extra],
+        stdout=subprocess.PIPE, stderr=open(data_dir / "ioc.log", "a"),  # noqa: SIM115
+        text=True, env=env,
+    )
+    for line in proc.stdout:
+        if line.startswith("READY"):
+            return proc, time.perf_counter() - t0
+    raise RuntimeError(f"IOC did not start; see {data_dir / 'ioc.log'}")
+
+
+def report(name: str, rows: list[tuple[str, float | str, str]], extra: dict | None = None) -> Path:
+    """Print ``rows`` (what, value, unit) as a table and write them as JSON."""
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{name}  ({platform.node()}, {os.cpu_count()} cores, "
+          f"{time.strftime('%Y-%m-%d %H:%M')})")
+    for what, value, unit in rows:
+        shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+        print(f"  {what:<{width}}  {shown:>12}  {unit}")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"benchmark": name, "time": time.time(), "cpus": os.cpu_count(),
+               "rows": [{"what": w, "value": v, "unit": u} for w, v, u in rows], **(extra or {})}
+    path.write_text(json.dumps(payload, indent=2))
+    print(f"  -> {path}")
+    return path
