@@ -4,7 +4,9 @@
   adscan status    show every service, its address, pid and log, and where data goes
   adscan down      stop what `adscan up` started (Redis only if adscan started it)
   adscan ioc       run the simulated IOC in the foreground
-  adscan demo      run the how-to's scans through the queue server
+  adscan demo      bring the service up and run the how-to's four plans through the queue
+  adscan plot      PNG plots of a run          adscan verify   check a run's data end to end
+  adscan bench     benchmarks (see benchmarks/RESULTS.md)
 
 Settings: startup/iconfig.yml, or the file named by $ADSCAN_ICONFIG.
 """
@@ -79,8 +81,34 @@ def cmd_ioc(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    print("adscan demo: not yet implemented", file=sys.stderr)
-    return 2
+    from adscan.demo import run_demo
+
+    return run_demo(_cfg(args))
+
+
+def _forward(args: argparse.Namespace) -> list[str]:
+    return [*(["--iconfig", args.iconfig] if args.iconfig else []), *args.rest]
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from adscan.plots import main_plot
+
+    return main_plot(_forward(args)) or 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from adscan.verify import main_verify
+
+    return main_verify(_forward(args)) or 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from adscan.config import REPO
+
+    script = REPO / "benchmarks" / "run_all.py"
+    return subprocess.call([sys.executable, str(script), *args.rest])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,15 +144,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="options of adscan.iocs.server (see `adscan ioc --help`)")
     p.set_defaults(func=cmd_ioc)
 
-    # `demo` belongs to the lead: replace cmd_demo (keep the sub-command name).
-    p = sub.add_parser("demo", help="run the how-to's scans through the queue server")
+    p = sub.add_parser("demo", help="bring the service up and run the how-to's four plans")
     p.set_defaults(func=cmd_demo)
+
+    for name, func, text in (
+        ("plot", cmd_plot, "PNG plots of a run (`adscan plot -1 --out DIR`)"),
+        ("verify", cmd_verify, "check a run's images, stats and SPEC scan (`adscan verify -1`)"),
+        ("bench", cmd_bench, "run the benchmarks (`adscan bench --quick`)"),
+    ):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=func)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "ioc":  # every option goes to adscan.iocs.server, --help included
+        args.ioc_args = [*extra, *args.ioc_args] if extra else args.ioc_args
+    elif args.command in ("plot", "verify", "bench"):
+        args.rest = [*extra, *args.rest]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 0

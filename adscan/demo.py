@@ -58,6 +58,10 @@ def queue_plans(cfg: dict, plans: list[tuple[str, list, dict]], timeout: float =
         rm.close()
 
 
+def _fmt(value: float) -> str:
+    return f"{int(value):>24d}" if value.is_integer() else f"{value:>24.6g}"
+
+
 def summarize(cfg: dict, history: list[dict[str, Any]]) -> str:
     """Run uids, a stats table per point, HDF5 files and the SPEC file."""
     from adscan.catalog import image_files, open_catalog
@@ -74,7 +78,7 @@ def summarize(cfg: dict, history: list[dict[str, Any]]) -> str:
             cols = [c for c in ds.data_vars if c != "simdet_image"]
             out.append("  point  " + "  ".join(f"{c:>24}" for c in cols))
             for i in range(ds.sizes["time"]):
-                vals = "  ".join(f"{float(ds[c].values[i]):>24.6g}" for c in cols)
+                vals = "  ".join(_fmt(float(ds[c].values[i])) for c in cols)
                 out.append(f"  {i + 1:>5}  {vals}")
             if "simdet_image" in ds:
                 out.append(f"  images: simdet_image shape {tuple(ds['simdet_image'].shape)}")

@@ -46,7 +46,8 @@ catalog_writer = make_catalog_writer(iconfig)
 RE.subscribe(catalog_writer)
 specwriter = make_spec_writer(iconfig, RE=RE)
 RE.subscribe(specwriter.receiver)
-cat = open_catalog(iconfig)
+if not is_re_worker_active():  # the catalog is for people; the worker only writes to it
+    cat = open_catalog(iconfig)
 
 # --- devices: m1, m2, simdet (whatever answers) ---------------------------------------
 _found = create_devices(iconfig, load_devices())

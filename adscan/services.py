@@ -158,8 +158,8 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def _alive(pid: int | None, marker: str | None = None) -> bool:
-    """True if ``pid`` runs (not a zombie) and, when given, its command line contains ``marker``."""
+def _alive(pid: int | None, marker: str | tuple[str, ...] | None = None) -> bool:
+    """True if ``pid`` runs (not a zombie) and its command line contains every ``marker``."""
     if not pid:
         return False
     try:
@@ -169,7 +169,9 @@ def _alive(pid: int | None, marker: str | None = None) -> bool:
             return False
         if marker is None:
             return True
-        return marker in " ".join(proc.cmdline())
+        cmdline = " ".join(proc.cmdline())
+        markers = (marker,) if isinstance(marker, str) else marker
+        return all(m in cmdline for m in markers)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
@@ -180,7 +182,7 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _live_pid(path: Path, marker: str) -> int | None:
+def _live_pid(path: Path, marker: str | tuple[str, ...]) -> int | None:
     """The pid recorded in ``path`` if that process is still ours; a stale file is removed."""
     pid = _read_pid(path)
     if pid and _alive(pid, marker):
@@ -258,6 +260,22 @@ def _wait_procs(procs: list[psutil.Process], timeout: float):
     return [p for p in procs if p not in alive], alive
 
 
+def _redis_pid(cfg: dict) -> int | None:
+    """Our Redis: redis-server whose title names the configured port (a recycled pid is not)."""
+    port = parse_redis_addr(_qs(cfg)["redis_addr"])[1]
+    return _live_pid(_pid_file(cfg, "redis"), ("redis-server", f":{port}"))
+
+
+def _ioc_pid(cfg: dict) -> int | None:
+    return _live_pid(_pid_file(cfg, "ioc"),
+                     ("adscan.iocs", f"--data-dir {cfg['instrument']['data_dir']}"))
+
+
+def _re_manager_pid(cfg: dict) -> int | None:
+    return _live_pid(_pid_file(cfg, "re-manager"),
+                     ("start-re-manager", str(run_dir(cfg) / "qserver.yml")))
+
+
 # --------------------------------------------------------------------------- Redis
 
 
@@ -297,7 +315,7 @@ def ensure_redis(cfg: dict, timeout: float = REDIS_START_TIMEOUT) -> ServiceInfo
     host, port, _db = parse_redis_addr(addr)
     pid_file = _pid_file(cfg, "redis")
     log = redis_log(cfg)
-    pid = _live_pid(pid_file, "redis-server")
+    pid = _redis_pid(cfg)
     if redis_ping(addr):
         state = "up" if pid else "external"
         return ServiceInfo("redis", state, addr, pid, str(log) if pid else "")
@@ -353,7 +371,16 @@ def _ioc_pvs(cfg: dict) -> list[str]:
 
 
 def _apply_epics_env(cfg: dict) -> None:
-    epics_env.apply_loopback(ca_port=int(cfg.get("epics", {}).get("ca_server_port", 5064)))
+    """Loopback CA settings in ``os.environ`` (children inherit them) with the configured port.
+
+    An address list of explicit ``host:port`` words (e.g. a test session's ports) that does not
+    name the configured port gets ``127.0.0.1:<port>`` added, so the IOC is always searched.
+    """
+    port = int(cfg.get("epics", {}).get("ca_server_port", 5064))
+    env = epics_env.apply_loopback(ca_port=port)
+    words = env.get("EPICS_CA_ADDR_LIST", "").split()
+    if words and all(":" in w for w in words) and f"127.0.0.1:{port}" not in words:
+        env["EPICS_CA_ADDR_LIST"] = " ".join([*words, f"127.0.0.1:{port}"])
 
 
 def ioc_answers(cfg: dict, timeout: float = 2.0) -> bool:
@@ -394,7 +421,7 @@ def ensure_ioc(cfg: dict, timeout: float = IOC_START_TIMEOUT) -> ServiceInfo:
     pid_file = _pid_file(cfg, "ioc")
     # A live IOC on loopback connects in well under a second.
     check_timeout = min(5.0, float(cfg.get("epics", {}).get("connection_timeout", 2.0)))
-    pid = _live_pid(pid_file, "adscan.iocs")
+    pid = _ioc_pid(cfg)
     if not ioc.get("simulate", True):
         ok = ioc_answers(cfg, timeout=check_timeout)
         detail = "" if ok else "real IOC PVs do not answer: " + ", ".join(_ioc_pvs(cfg))
@@ -543,7 +570,7 @@ def ensure_re_manager(cfg: dict, timeout: float = RE_MANAGER_START_TIMEOUT) -> S
     addr = qs["zmq_control_addr"]
     log = re_manager_log(cfg)
     pid_file = _pid_file(cfg, "re-manager")
-    pid = _live_pid(pid_file, "start-re-manager")
+    pid = _re_manager_pid(cfg)
     if re_manager_status(cfg) is not None:
         state = "up" if pid else "external"
         return ServiceInfo("re-manager", state, addr, pid, str(log) if pid else "")
@@ -685,13 +712,13 @@ def status(cfg: dict, *, check_ioc: bool = True) -> list[ServiceInfo]:
     """The state of every service (never starts anything) and where the data goes."""
     qs = _qs(cfg)
     out: list[ServiceInfo] = []
-    pid = _live_pid(_pid_file(cfg, "redis"), "redis-server")
+    pid = _redis_pid(cfg)
     ok = redis_ping(qs["redis_addr"])
     out.append(ServiceInfo("redis", ("up" if pid else "external") if ok else "down",
                            qs["redis_addr"], pid, str(redis_log(cfg)) if pid else "",
                            "" if ok or not pid else "process alive but not answering"))
     if check_ioc:
-        pid = _live_pid(_pid_file(cfg, "ioc"), "adscan.iocs")
+        pid = _ioc_pid(cfg)
         port = int(cfg.get("epics", {}).get("ca_server_port", 5064))
         ok = ioc_answers(cfg, timeout=1.0)
         ioc = cfg["ioc"]
@@ -702,7 +729,7 @@ def status(cfg: dict, *, check_ioc: bool = True) -> list[ServiceInfo]:
             ("simulate: true" if ioc.get("simulate", True) else "real IOC")
             + ("" if ok or not pid else "; process alive but PVs do not answer"),
         ))
-    pid = _live_pid(_pid_file(cfg, "re-manager"), "start-re-manager")
+    pid = _re_manager_pid(cfg)
     st = re_manager_status(cfg)
     if st is None:
         state, detail = "down", ("process alive but not answering" if pid else "")
@@ -718,16 +745,34 @@ def status(cfg: dict, *, check_ioc: bool = True) -> list[ServiceInfo]:
     return out + data_locations(cfg)
 
 
+def _request_manager_stop(cfg: dict, pid: int, timeout: float = 8.0) -> bool:
+    """Ask the RE Manager to exit (the API's ``manager_stop``); True once its process is gone."""
+    try:
+        api = re_manager_api(cfg, timeout=2.0)
+        try:
+            api.send_request(method="manager_stop", params={"option": "safe_on"})
+        finally:
+            with contextlib.suppress(Exception):
+                api.close()
+    except Exception:  # noqa: BLE001 - fall back to signals
+        return False
+    if _wait(lambda: not _alive(pid), timeout, period=0.1):
+        _reap(pid)
+        return True
+    return False
+
+
 def down(cfg: dict, timeout: float = STOP_TIMEOUT) -> list[ServiceInfo]:
     """Stop what adscan started (by pid file): RE Manager, IOC, Redis, in that order."""
     out: list[ServiceInfo] = []
     pid_file = _pid_file(cfg, "re-manager")
-    pid = _live_pid(pid_file, "start-re-manager")
+    pid = _re_manager_pid(cfg)
     if pid:
         closed = False
         with contextlib.suppress(Exception):
             closed = close_environment(cfg)
-        how = _stop_pid(pid, timeout)
+        how = "stopped (manager_stop)" if _request_manager_stop(cfg, pid) else ""
+        how = how or _stop_pid(pid, timeout)
         out.append(ServiceInfo("re-manager", "down", _qs(cfg)["zmq_control_addr"], pid,
                                str(re_manager_log(cfg)),
                                ("environment closed; " if closed else "") + how))
@@ -737,13 +782,15 @@ def down(cfg: dict, timeout: float = STOP_TIMEOUT) -> list[ServiceInfo]:
     pid_file.unlink(missing_ok=True)
 
     pid_file = _pid_file(cfg, "ioc")
-    pid = _live_pid(pid_file, "adscan.iocs")
-    out.append(ServiceInfo("ioc", "down", "", pid, str(ioc_log(cfg)),
+    pid = _ioc_pid(cfg)
+    ioc = cfg.get("ioc", {})
+    out.append(ServiceInfo("ioc", "down", f"{ioc.get('motors_prefix', '')} "
+                           f"{ioc.get('ad_prefix', '')}".strip(), pid, str(ioc_log(cfg)),
                            _stop_pid(pid, timeout) if pid else "not started by adscan"))
     pid_file.unlink(missing_ok=True)
 
     pid_file = _pid_file(cfg, "redis")
-    pid = _live_pid(pid_file, "redis-server")
+    pid = _redis_pid(cfg)
     out.append(ServiceInfo("redis", "down", _qs(cfg)["redis_addr"], pid, str(redis_log(cfg)),
                            _stop_pid(pid, timeout, group=False) if pid
                            else "not started by adscan (left running)"))

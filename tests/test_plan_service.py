@@ -231,3 +231,20 @@ def test_bad_cli_submission_refused(four_runs, service, rm):
     assert proc.returncode != 0
     assert "frames" in proc.stdout + proc.stderr
     assert rm.queue_get()["items"] == []
+
+
+def test_committed_plan_list_is_current(service, rm):
+    """startup/existing_plans_and_devices.yaml is the server's manual: it must match the profile.
+
+    Regenerate it with `./run up` (environment open rewrites it) and commit the file.
+    """
+    import yaml
+
+    from adscan.config import STARTUP_DIR
+
+    generated = Path(service["queueserver"]["existing_plans_devices"])
+    committed = STARTUP_DIR / "existing_plans_and_devices.yaml"
+    assert committed.exists(), "startup/existing_plans_and_devices.yaml is missing"
+    fresh = yaml.safe_load(generated.read_text())
+    assert yaml.safe_load(committed.read_text()) == fresh, (
+        f"{committed} is stale; copy {generated} over it (or run `./run up`) and commit it")

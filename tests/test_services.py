@@ -59,7 +59,8 @@ def _write_iconfig(tmp: Path, name: str, redis_port: int, ctl: int, info: int, c
     raw["instrument"]["data_dir"] = str(tmp / f"{name}-data")
     raw["epics"]["ca_server_port"] = ca
     raw["epics"]["connection_timeout"] = 0.5
-    raw["ioc"]["simulate"] = False
+    raw["ioc"].update(simulate=False, motors_prefix=f"svc{os.getpid()}gp:",
+                      ad_prefix=f"svc{os.getpid()}kad:")
     raw["queueserver"].update(
         zmq_control_addr=f"tcp://127.0.0.1:{ctl}",
         zmq_info_addr=f"tcp://127.0.0.1:{info}",
@@ -334,7 +335,7 @@ def test_broken_startup_code_is_reported(env, tmp_path):
     path = _write_iconfig(tmp_path, "broken", env["ports"][0], ctl, info, ca, broken)
     cfg = load_iconfig(path)
     try:
-        services.ensure_redis(cfg)  # a second Redis on the same port is not started: reused
+        services.ensure_redis(cfg)
         services.ensure_re_manager(cfg)
         with pytest.raises(services.ServiceError, match="adscan-broken-profile"):
             services.open_environment(cfg, timeout=30)
