@@ -27,6 +27,7 @@ from adscan.devices import create_devices  # noqa: E402
 from adscan.plans import (  # noqa: E402,F401 - exported to users and the queue server
     adscan_count,
     adscan_grid_scan,
+    adscan_read_stats,
     adscan_scan,
     adscan_scan2,
 )

@@ -536,14 +536,64 @@ def write_qserver_config(cfg: dict) -> Path:
     return path
 
 
+def zmq_private_key(cfg: dict) -> str | None:
+    """The RE Manager's ZMQ CURVE private key, or None (no encryption).
+
+    From the file named by ``queueserver.zmq_private_key_file`` (the z85 key alone, or the
+    ``qserver-zmq-keys`` output; owner-only permissions; keep it outside the repository), else
+    from ``QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER``.  The key is passed to ``start-re-manager`` in
+    its environment, never written to the generated ``qserver.yml``.
+    """
+    from bluesky_queueserver.manager.comms import validate_zmq_key
+
+    path = _qs(cfg).get("zmq_private_key_file")
+    if path:
+        path = Path(path)
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text()
+        except OSError as exc:
+            raise ServiceError(f"queueserver.zmq_private_key_file: cannot read {path}: {exc}"
+                               ) from exc
+        if mode & 0o077:
+            raise ServiceError(f"queueserver.zmq_private_key_file {path} is readable by others "
+                               f"(mode {mode & 0o777:o}): chmod 600 it")
+        words = [w for line in text.splitlines() if "public" not in line.lower()
+                 for w in line.replace(":", " ").split()]
+        key = next((w for w in words if len(w) == 40), None)
+    else:
+        key = os.environ.get("QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER") or None
+    if key is None:
+        if path:
+            raise ServiceError(f"no 40-character z85 private key in {path}")
+        return None
+    try:
+        validate_zmq_key(key)
+    except Exception as exc:  # noqa: BLE001 - the queue server raises plain exceptions
+        raise ServiceError(f"invalid ZMQ private key ({'file ' + str(path) if path else 'env'})"
+                           ) from exc
+    return key
+
+
+def zmq_public_key(cfg: dict) -> str | None:
+    """The public key clients need: derived from the private key, else QSERVER_ZMQ_PUBLIC_KEY."""
+    from bluesky_queueserver.manager.comms import generate_zmq_public_key
+
+    private = zmq_private_key(cfg)
+    if private:
+        return generate_zmq_public_key(private)
+    return os.environ.get("QSERVER_ZMQ_PUBLIC_KEY") or None
+
+
 def re_manager_api(cfg: dict, timeout: float = 2.0, polling: float = 0.1):
-    """A ``bluesky_queueserver_api.zmq.REManagerAPI`` on the configured addresses."""
+    """A ``bluesky_queueserver_api.zmq.REManagerAPI`` on the configured addresses (and key)."""
     from bluesky_queueserver_api.zmq import REManagerAPI
 
     qs = _qs(cfg)
     return REManagerAPI(
         zmq_control_addr=qs["zmq_control_addr"],
         zmq_info_addr=qs["zmq_info_addr"],
+        zmq_public_key=zmq_public_key(cfg),
         timeout_recv=timeout,
         status_polling_period=polling,
     )
@@ -592,8 +642,12 @@ def ensure_re_manager(cfg: dict, timeout: float = RE_MANAGER_START_TIMEOUT) -> S
     _apply_epics_env(cfg)  # the worker inherits the loopback CA settings and port
     env = os.environ.copy()
     for var in ("QSERVER_CONFIG", "QSERVER_ZMQ_CONTROL_ADDRESS_FOR_SERVER",
-                "QSERVER_ZMQ_INFO_ADDRESS_FOR_SERVER"):
+                "QSERVER_ZMQ_INFO_ADDRESS_FOR_SERVER", "QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER",
+                "QSERVER_ZMQ_PRIVATE_KEY"):
         env.pop(var, None)
+    private_key = zmq_private_key(cfg)  # encryption: iconfig key file (or the env variable)
+    if private_key:
+        env["QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER"] = private_key
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("MPLBACKEND", "Agg")
     argv = [_bin("start-re-manager"), "--config", str(conf_path)]

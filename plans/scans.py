@@ -7,6 +7,7 @@ annotations are what the queue server checks at submission and shows in its plan
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,18 @@ DEFAULT_FRAMES: int = int(load_iconfig()["detector"]["frames_per_point"])
 DEFAULT_DETECTORS: tuple[str, ...] = tuple(DETECTORS[:1])
 MAX_FRAMES = 1000
 MAX_POINTS = 100_000
+MAX_DELAY = 3600.0
+#: Limits on user metadata (``md``), checked before anything moves: the start document goes to
+#: the catalog (msgpack: nesting limit; MongoDB: no ``$``/``.`` in keys), the SPEC file and Redis.
+MD_MAX_BYTES = 64 * 1024
+MD_MAX_DEPTH = 8
+MD_MAX_KEY = 64
+#: Start-document keys the RunEngine or these plans set themselves; ``md`` may not override them.
+RESERVED_MD = frozenset({
+    "uid", "time", "scan_id", "plan_name", "plan_type", "plan_args", "plan_pattern",
+    "plan_pattern_args", "plan_pattern_module", "detectors", "motors", "num_points",
+    "num_intervals", "frames_per_point", "adscan_plan", "adscan_command",
+})
 
 _FRAMES = {
     "description": f"Images per point (1 to {MAX_FRAMES}).",
@@ -37,7 +50,13 @@ _DETECTORS = {
     "annotation": "typing.List[Detectors]",
     "devices": {"Detectors": DETECTORS},
 }
-_MD = {"description": "Metadata added to the run's start document.", "annotation": "dict"}
+_MD = {
+    "description": (f"Metadata added to the run's start document: string keys (at most "
+                    f"{MD_MAX_KEY} characters, no '$' first, no '.'), JSON values, at most "
+                    f"{MD_MAX_DEPTH} levels and {MD_MAX_BYTES // 1024} KiB; keys the plan sets "
+                    "(uid, scan_id, plan_name, detectors, motors, ...) are refused."),
+    "annotation": "typing.Dict[str, typing.Any]",
+}
 
 
 def _motor(doc: str) -> dict[str, Any]:
@@ -86,16 +105,71 @@ def _check_position(motor: Any, name: str, *values: Any) -> None:
 
 
 def _detectors(detectors: Sequence[Any] | None) -> list[Any]:
+    if detectors is not None and (isinstance(detectors, str | bytes | dict)
+                                  or not isinstance(detectors, Sequence)):
+        raise PlanArgumentError(f"detectors must be a list of detector names, got {detectors!r}")
     dets = [_resolve(d, "detector") for d in (detectors or DEFAULT_DETECTORS)]
     if not dets:
         raise PlanArgumentError("no detector: give detectors=[...]")
+    names = _names(dets)
+    if len(set(names)) != len(names):
+        raise PlanArgumentError(f"detectors must not repeat a detector, got {len(names)} entries "
+                                f"for {sorted(set(names))}")
     return dets
 
 
+def _check_md_value(value: Any, path: str, depth: int) -> None:
+    if depth > MD_MAX_DEPTH:
+        raise PlanArgumentError(f"md nested deeper than {MD_MAX_DEPTH} levels at {path}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise PlanArgumentError(f"md key {key!r} at {path} must be a string")
+            if not key or len(key) > MD_MAX_KEY:
+                raise PlanArgumentError(
+                    f"md key {key[:20]!r} at {path} must have 1 to {MD_MAX_KEY} characters")
+            if key.startswith("$") or "." in key or any(ord(c) < 32 for c in key):
+                raise PlanArgumentError(
+                    f"md key {key!r} at {path} is not allowed (no '$' first, no '.', "
+                    "no control characters)")
+            _check_md_value(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_md_value(item, f"{path}[{i}]", depth + 1)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise PlanArgumentError(f"md value at {path} must be a finite number, got {value!r}")
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise PlanArgumentError(f"md value at {path} contains a NUL character")
+    elif not (value is None or isinstance(value, bool | int)):
+        raise PlanArgumentError(
+            f"md value at {path} must be JSON (str, number, bool, null, list, dict), "
+            f"got {type(value).__name__}")
+
+
+def check_md(md: Any) -> dict:
+    """Check user metadata before anything moves; return a copy (see the ``md`` limits above)."""
+    if md is None:
+        return {}
+    if not isinstance(md, dict):
+        raise PlanArgumentError(f"md must be a dictionary, got {type(md).__name__}")
+    reserved = sorted(k for k in md if k in RESERVED_MD)
+    if reserved:
+        raise PlanArgumentError(f"md keys {reserved} are reserved (set by the plan)")
+    _check_md_value(md, "md", 0)
+    if "sample" in md and not isinstance(md["sample"], str | dict):
+        raise PlanArgumentError("md sample must be a string or a dictionary")
+    size = len(json.dumps(md, allow_nan=False))
+    if size > MD_MAX_BYTES:
+        raise PlanArgumentError(f"md is {size} bytes as JSON, more than {MD_MAX_BYTES}")
+    return dict(md)
+
+
 def _md(md: dict | None, plan: str, frames: int, command: str) -> dict:
-    out = dict(md or {})
-    out.setdefault("adscan_plan", plan)
-    out.setdefault("adscan_command", command)
+    out = check_md(md)
+    out["adscan_plan"] = plan
+    out["adscan_command"] = command
     out["frames_per_point"] = frames
     return out
 
@@ -111,8 +185,8 @@ def _names(objs: Sequence[Any]) -> list[str]:
             "detectors": _DETECTORS,
             "num": _points("Number of points (1 to 100000)."),
             "frames": _FRAMES,
-            "delay": {"description": "Seconds between points (>= 0).", "annotation": "float",
-                      "min": 0},
+            "delay": {"description": f"Seconds between points (0 to {MAX_DELAY:g}).",
+                      "annotation": "float", "min": 0, "max": MAX_DELAY},
             "md": _MD,
         },
     }
@@ -142,8 +216,9 @@ def adscan_count(
     dets = _detectors(detectors)
     _check_int("num", num, 1, MAX_POINTS)
     _check_int("frames", frames, 1, MAX_FRAMES)
-    if not isinstance(delay, int | float) or delay < 0:
-        raise PlanArgumentError(f"delay must be a number >= 0, got {delay!r}")
+    if (isinstance(delay, bool) or not isinstance(delay, int | float)
+            or not 0 <= delay <= MAX_DELAY):
+        raise PlanArgumentError(f"delay must be a number from 0 to {MAX_DELAY:g}, got {delay!r}")
     command = f"adscan_count(detectors={_names(dets)}, num={num}, frames={frames})"
     plan = bp.count(dets, num=num, delay=delay or None,
                     md=_md(md, "adscan_count", frames, command))

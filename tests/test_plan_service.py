@@ -236,7 +236,8 @@ def test_bad_cli_submission_refused(four_runs, service, rm):
 def test_committed_plan_list_is_current(service, rm):
     """startup/existing_plans_and_devices.yaml is the server's manual: it must match the profile.
 
-    Regenerate it with `./run up` (environment open rewrites it) and commit the file.
+    Regenerate it with `ADSCAN_UPDATE_PLAN_LIST=1 ./run test tests/test_plan_service.py`
+    (or `./run up`: environment open rewrites it) and commit the file.
     """
     import yaml
 
@@ -246,5 +247,27 @@ def test_committed_plan_list_is_current(service, rm):
     committed = STARTUP_DIR / "existing_plans_and_devices.yaml"
     assert committed.exists(), "startup/existing_plans_and_devices.yaml is missing"
     fresh = yaml.safe_load(generated.read_text())
+    if os.environ.get("ADSCAN_UPDATE_PLAN_LIST"):
+        committed.write_text(generated.read_text())
     assert yaml.safe_load(committed.read_text()) == fresh, (
-        f"{committed} is stale; copy {generated} over it (or run `./run up`) and commit it")
+        f"{committed} is stale: run `ADSCAN_UPDATE_PLAN_LIST=1 ./run test "
+        "tests/test_plan_service.py` and commit it")
+
+
+def test_read_stats_without_triggering(four_runs, rm, service):
+    """The how-to's diagnostic: stats read 5 times, no new image, the unique ID unchanged."""
+    from adscan.catalog import open_catalog
+
+    images = Path(service["detector"]["read_path"])
+    files_before = sorted(images.glob("*.h5"))
+    n0 = rm.status()["items_in_history"]
+    assert rm.item_add(BPlan("adscan_read_stats", "simdet", num=5))["success"]
+    rm.queue_start()
+    wait_idle(rm, n0 + 1)
+    item = rm.history_get()["items"][-1]
+    assert item["result"]["exit_status"] == "completed", item["result"]
+    ds = open_catalog(service)[item["result"]["run_uids"][0]].primary.read()
+    uid = ds["simdet_stats1_unique_id"].values
+    assert len(uid) == 5 and len(set(uid.tolist())) == 1
+    assert "simdet_image" not in ds
+    assert sorted(images.glob("*.h5")) == files_before

@@ -1,0 +1,43 @@
+"""The how-to's diagnostic: read the Stats plugin several times without taking images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bluesky import plans as bp
+from bluesky_queueserver import parameter_annotation_decorator
+
+from adscan.plans.scans import DEFAULT_DETECTORS, DETECTORS, MAX_POINTS, _check_int, _resolve
+
+
+@parameter_annotation_decorator(
+    {
+        "description": "Read the detector's Stats plugin num times without triggering it.",
+        "parameters": {
+            "detector": {"description": "Area detector whose stats1 plugin is read.",
+                         "annotation": "Detectors", "devices": {"Detectors": DETECTORS}},
+            "num": {"description": "Number of readings (1 to 100000).", "annotation": "int",
+                    "min": 1, "max": MAX_POINTS},
+            "delay": {"description": "Seconds between readings (>= 0).", "annotation": "float",
+                      "min": 0},
+        },
+    }
+)
+def adscan_read_stats(detector: Any = DEFAULT_DETECTORS[0] if DEFAULT_DETECTORS else "simdet",
+                      num: int = 5, delay: float = 0.0):
+    """Read ``detector.stats1`` ``num`` times; no image is taken, the unique ID stays the same.
+
+    Parameters
+    ----------
+    detector : Detectors
+        Area detector (default: ``simdet``).
+    num : int
+        Number of readings.
+    delay : float
+        Seconds between readings.
+    """
+    det = _resolve(detector, "detector")
+    _check_int("num", num, 1, MAX_POINTS)
+    md = {"adscan_plan": "adscan_read_stats",
+          "adscan_command": f"adscan_read_stats({det.name}, num={num})"}
+    return (yield from bp.count([det.stats1], num=num, delay=delay or None, md=md))
