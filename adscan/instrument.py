@@ -32,6 +32,7 @@ from adscan.plans import (  # noqa: E402,F401 - exported to users and the queue 
     adscan_scan2,
 )
 from adscan.preprocessors import motor_start_stream  # noqa: E402
+from adscan.progress import PROGRESS, adscan_progress  # noqa: E402,F401 - a worker function
 from adscan.specfile import make_spec_writer  # noqa: E402
 
 # --- RunEngine with metadata that survives restarts (scan_id keeps counting) -----------
@@ -64,6 +65,11 @@ for _det in _found.detectors.values():
     sd.baseline += [_det.cam.acquire_time, _det.cam.acquire_period]
 RE.preprocessors.append(sd)
 RE.preprocessors.append(motor_start_stream(list(_found.motors.values())))
+
+# --- progress: a console line per point in the worker; adscan_progress() anywhere ----
+RE.subscribe(PROGRESS)
+if not is_re_worker_active():
+    PROGRESS.stream = None  # the live table below already shows each point
 
 # --- live table and plots only for interactive sessions -------------------------------
 if not is_re_worker_active():

@@ -271,3 +271,17 @@ def test_read_stats_without_triggering(four_runs, rm, service):
     assert len(uid) == 5 and len(set(uid.tolist())) == 1
     assert "simdet_image" not in ds
     assert sorted(images.glob("*.h5")) == files_before
+
+
+def test_progress_in_console_and_as_a_function(four_runs, rm, service):
+    """Per-point progress lines reach the RE Manager console; adscan_progress() answers."""
+    from bluesky_queueserver_api import BFunc
+
+    log = Path(service["queueserver"]["log"]).read_text()
+    assert "adscan_grid_scan: point 20/20 (100%)" in log
+    assert "adscan_count: point 5/5 (100%)" in log
+    result = rm.function_execute(BFunc("adscan_progress"), run_in_background=True)
+    assert result["success"], result
+    rm.wait_for_completed_task(result["task_uid"], timeout=30)
+    value = rm.task_result(result["task_uid"])["result"]["return_value"]
+    assert value["state"] == "finished" and value["points_done"] == value["points_total"]

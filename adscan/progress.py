@@ -1,0 +1,95 @@
+"""Per-run progress: printed to the worker console and available as ``adscan_progress()``.
+
+In the queue-server worker every primary event prints one line, e.g.::
+
+    [adscan] scan 12 adscan_grid_scan: point 7/20 (35%), 3.1 s elapsed, ~5.8 s left
+
+which ``qserver-console-monitor`` and the RE Manager log show.  ``adscan_progress()`` is a
+function of the profile, so clients can ask while a plan runs::
+
+    qserver function execute '{"name": "adscan_progress"}' background
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from bluesky.callbacks.core import CallbackBase
+
+
+class ProgressReporter(CallbackBase):
+    """Counts the primary-stream points of the run in progress."""
+
+    def __init__(self, stream: TextIO | None = sys.stdout, prefix: str = "[adscan]"):
+        super().__init__()
+        self.stream = stream
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self._state: dict[str, Any] = {"state": "idle"}
+        self._primary: str | None = None
+        self._t0 = 0.0
+
+    def _say(self, text: str) -> None:
+        if self.stream is not None:
+            print(f"{self.prefix} {text}", file=self.stream, flush=True)
+
+    def start(self, doc):
+        total = doc.get("num_points")
+        with self._lock:
+            self._t0 = time.monotonic()
+            self._primary = None
+            self._state = {
+                "state": "running", "uid": doc["uid"], "scan_id": doc.get("scan_id"),
+                "plan": doc.get("adscan_plan") or doc.get("plan_name"),
+                "points_done": 0, "points_total": total, "elapsed_s": 0.0, "remaining_s": None,
+                "exit_status": None,
+            }
+        self._say(f"scan {doc.get('scan_id')} {self._state['plan']}: started, "
+                  f"{total if total is not None else '?'} points")
+
+    def descriptor(self, doc):
+        if doc.get("name") == "primary":
+            self._primary = doc["uid"]
+
+    def event(self, doc):
+        if doc.get("descriptor") != self._primary:
+            return
+        with self._lock:
+            st = self._state
+            st["points_done"] += 1
+            st["elapsed_s"] = round(time.monotonic() - self._t0, 3)
+            done, total = st["points_done"], st["points_total"]
+            if total:
+                st["remaining_s"] = round(st["elapsed_s"] / done * (total - done), 3)
+            line = f"scan {st['scan_id']} {st['plan']}: point {done}/{total or '?'}"
+            if total:
+                line += (f" ({100 * done // total}%), {st['elapsed_s']:.1f} s elapsed, "
+                         f"~{st['remaining_s']:.1f} s left")
+        self._say(line)
+
+    def stop(self, doc):
+        with self._lock:
+            st = self._state
+            st["state"] = "finished"
+            st["exit_status"] = doc.get("exit_status")
+            st["elapsed_s"] = round(time.monotonic() - self._t0, 3)
+            st["remaining_s"] = 0.0
+        self._say(f"scan {st.get('scan_id')} {st.get('plan')}: {doc.get('exit_status')} after "
+                  f"{st.get('points_done')} points in {st['elapsed_s']:.1f} s")
+
+    def snapshot(self) -> dict[str, Any]:
+        """The current (or last) run's progress, JSON-serialisable."""
+        with self._lock:
+            return dict(self._state)
+
+
+#: The profile's reporter (subscribed to RE by adscan.instrument).
+PROGRESS = ProgressReporter()
+
+
+def adscan_progress() -> dict[str, Any]:
+    """Progress of the run in progress (or the last one): points done/total, elapsed, left."""
+    return PROGRESS.snapshot()
