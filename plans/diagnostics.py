@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bluesky import plans as bp
+from bluesky import plan_stubs as bps
+from bluesky import preprocessors as bpp
 from bluesky_queueserver import parameter_annotation_decorator
 
 from adscan.plans.scans import DEFAULT_DETECTORS, DETECTORS, MAX_POINTS, _check_int, _resolve
@@ -27,6 +28,9 @@ def adscan_read_stats(detector: Any = DEFAULT_DETECTORS[0] if DEFAULT_DETECTORS 
                       num: int = 5, delay: float = 0.0):
     """Read ``detector.stats1`` ``num`` times; no image is taken, the unique ID stays the same.
 
+    Unlike ``bp.count([simdet.stats1])`` nothing is staged: the RunEngine stages a
+    component's whole detector, which would open (and leave) an empty HDF5 file.
+
     Parameters
     ----------
     detector : Detectors
@@ -38,6 +42,15 @@ def adscan_read_stats(detector: Any = DEFAULT_DETECTORS[0] if DEFAULT_DETECTORS 
     """
     det = _resolve(detector, "detector")
     _check_int("num", num, 1, MAX_POINTS)
-    md = {"adscan_plan": "adscan_read_stats",
+    md = {"adscan_plan": "adscan_read_stats", "plan_name": "adscan_read_stats",
+          "detectors": [det.stats1.name], "num_points": num,
           "adscan_command": f"adscan_read_stats({det.name}, num={num})"}
-    return (yield from bp.count([det.stats1], num=num, delay=delay or None, md=md))
+
+    @bpp.run_decorator(md=md)
+    def readings():
+        for i in range(num):
+            if i and delay:
+                yield from bps.sleep(delay)
+            yield from bps.trigger_and_read([det.stats1])
+
+    return (yield from readings())

@@ -270,7 +270,7 @@ def test_read_stats_without_triggering(four_runs, rm, service):
     uid = ds["simdet_stats1_unique_id"].values
     assert len(uid) == 5 and len(set(uid.tolist())) == 1
     assert "simdet_image" not in ds
-    assert sorted(images.glob("*.h5")) == files_before
+    assert sorted(images.glob("*.h5")) == files_before, (images, files_before)
 
 
 def test_progress_in_console_and_as_a_function(four_runs, rm, service):
