@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,19 +11,46 @@ from bluesky import preprocessors as bpp
 
 START_STREAM = "label_start_motor"
 
+#: Seconds a plan waits for disconnected motors (an IOC just restarted) before it starts.
+RECONNECT_TIMEOUT = 30.0
+
+
+def wait_connected(devices: Sequence[Any], timeout: float = RECONNECT_TIMEOUT):
+    """Plan stub: wait (without blocking the RunEngine) until every device is connected.
+
+    After an IOC restart Channel Access reconnects by itself, within seconds; a plan queued
+    meanwhile waits here instead of failing on its first argument check.  Devices still
+    disconnected after ``timeout`` are left for the plan to report.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(_connected(d) for d in devices):
+            return
+        yield from bps.sleep(0.2)
+
+
+def _connected(device: Any) -> bool:
+    try:
+        return bool(device.connected)
+    except Exception:  # noqa: BLE001 - a device that cannot tell is not waited for
+        return True
+
 
 def motor_start_stream(motors: Sequence[Any]):
     """A preprocessor that reads every motor once, right after each run opens.
 
     The stream (``label_start_motor``) records where all motors were when the run
     began.  Each motor is read once: a device listed twice would make bluesky refuse
-    the stream ("Data keys ... collide"), as the how-to's output shows.
+    the stream ("Data keys ... collide"), as the how-to's output shows.  Before the plan
+    starts, motors that are disconnected (IOC restarting) are waited for
+    (:func:`wait_connected`).
     """
     unique = list({m.name: m for m in motors}.values())
 
     def preprocessor(plan):
         if not unique:
             return (yield from plan)
+        yield from wait_connected(unique)
 
         def insert(msg):
             if msg.command == "open_run":

@@ -558,8 +558,9 @@ def zmq_private_key(cfg: dict) -> str | None:
         if mode & 0o077:
             raise ServiceError(f"queueserver.zmq_private_key_file {path} is readable by others "
                                f"(mode {mode & 0o777:o}): chmod 600 it")
-        words = [w for line in text.splitlines() if "public" not in line.lower()
-                 for w in line.replace(":", " ").split()]
+        # The key alone, or the line "Private key (RE Manager):   <key>" (z85 has ':' too).
+        words = [line.split()[-1] for line in text.splitlines()
+                 if line.split() and "public" not in line.lower()]
         key = next((w for w in words if len(w) == 40), None)
     else:
         key = os.environ.get("QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER") or None

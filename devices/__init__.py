@@ -35,12 +35,14 @@ class DeviceSet:
 
 
 def create_motor(name: str, pv: str, timeout: float):
-    """An unmodified ``ophyd.EpicsMotor``; its read() holds readback and setpoint."""
+    """An ``ophyd.EpicsMotor`` (read() holds readback and setpoint); a lost IOC fails its move."""
     from ophyd import EpicsMotor
+
+    from adscan.devices.watchdog import fail_on_disconnect
 
     motor = EpicsMotor(pv, name=name, labels=("motor",))
     motor.wait_for_connection(timeout=timeout)
-    return motor
+    return fail_on_disconnect(motor, motor.motor_done_move)  # an IOC lost fails the move
 
 
 def create_simdet(name: str, prefix: str, cfg: dict[str, Any], timeout: float):
@@ -48,6 +50,7 @@ def create_simdet(name: str, prefix: str, cfg: dict[str, Any], timeout: float):
     from apstools.devices import AD_plugin_primed, AD_prime_plugin2
 
     from adscan.devices.area_detector import SimDetector_V34, ad_setup
+    from adscan.devices.watchdog import fail_on_disconnect
 
     det_cfg = cfg["detector"]
     det = SimDetector_V34(prefix, name=name, labels=("detector", "area_detector"))
@@ -59,11 +62,22 @@ def create_simdet(name: str, prefix: str, cfg: dict[str, Any], timeout: float):
         read_path=det_cfg["read_path"],
         compression=det_cfg.get("compression", "LZ4"),
     )
-    det.cam.acquire_time.put(float(det_cfg["acquire_time"]))
-    det.cam.acquire_period.put(float(det_cfg["acquire_period"]))
-    if not AD_plugin_primed(det.hdf1):
+    fail_on_disconnect(det, det.cam.acquire_busy)  # an IOC lost fails the trigger
+
+    def restore() -> bool:
+        """Configured acquire times back and HDF1 primed (after an IOC restart); True if needed."""
+        if AD_plugin_primed(det.hdf1):
+            return False
+        det.cam.acquire_time.put(float(det_cfg["acquire_time"]))
+        det.cam.acquire_period.put(float(det_cfg["acquire_period"]))
         logger.info("priming %s.hdf1 with one frame", name)
         AD_prime_plugin2(det.hdf1)
+        return True
+
+    det.cam.acquire_time.put(float(det_cfg["acquire_time"]))
+    det.cam.acquire_period.put(float(det_cfg["acquire_period"]))
+    restore()
+    det.adscan_restore = restore  # plans call it before staging (see plans/frames.py)
     return det
 
 

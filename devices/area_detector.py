@@ -55,6 +55,18 @@ class SimDetector_V34(SingleTriggerV34, DetectorBase):
     roi1 = ADComponent(ROIPlugin_V34, "ROI1:")
     stats1 = ADComponent(StatsPlugin_V34, "Stats1:")
 
+    def read(self):
+        """The reading, after checking that HDF1 wrote this point's frames.
+
+        A file writer error (disk full, file size limit, directory gone) would otherwise
+        leave events that point at frames missing from the HDF5 file: fail the point.
+        """
+        if self.hdf1._staged == Staged.yes and self.hdf1.write_status.get(
+                as_string=True, use_monitor=False) == "Write error":
+            raise OSError(f"{self.name}: HDF5 file writer error: "
+                          f"{self.hdf1.write_message.get(use_monitor=False)}")
+        return super().read()
+
 
 def ad_setup(
     det: SimDetector_V34,

@@ -287,11 +287,18 @@ class H5Writer:
         return dt
 
     def close(self) -> None:
-        if self.f is not None:
+        f, self.f = self.f, None
+        if f is None:
+            return
+        try:
+            f.flush()
+        except Exception:
+            # a failed write (disk full, EFBIG): h5py's File.close() would raise and the
+            # process then crashes when the datasets are freed; close the file id only
             with contextlib.suppress(Exception):
-                self.f.flush()
-            self.f.close()
-            self.f = None
+                f.id.close()
+            raise
+        f.close()
 
 
 def create_directories(path: str, depth: int) -> None:
@@ -731,9 +738,12 @@ class HDF5Behaviour(PluginBehaviour):
     async def close_file(self) -> None:
         w, self.writer = self.writer, None
         if w is not None:
-            if w.ds is None:  # no frame arrived: still leave a complete layout
-                await self._run(w.create_data, {})
-            await self._run(w.close)
+            try:
+                if w.ds is None:  # no frame arrived: still leave a complete layout
+                    await self._run(w.create_data, {})
+                await self._run(w.close)
+            except Exception as ex:  # noqa: BLE001 - e.g. disk full: reported, the put succeeds
+                await self.message(f"Error closing {w.path}: {ex}", error=True)
             await self.set("RunTime", time.time() - w.t_open)
 
     async def start_capture(self) -> bool:

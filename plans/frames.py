@@ -2,15 +2,86 @@
 
 from __future__ import annotations
 
+import datetime
+import logging
+import os
+import tempfile
 from collections.abc import Generator, Iterable
+from pathlib import Path
 from typing import Any
 
 from bluesky import preprocessors as bpp
+from bluesky.utils import RequestAbort, RequestStop
+from ophyd import Staged
+
+from adscan.devices.watchdog import DeviceDisconnectedError, disconnected
+from adscan.preprocessors import wait_connected
+
+logger = logging.getLogger("adscan.plans")
+
+#: Seconds a plan waits for a detector's PVs (e.g. an IOC just restarted) before failing.
+CONNECT_TIMEOUT = 30.0
+
+
+class DetectorNotReady(RuntimeError):
+    """An area detector cannot take data: raised by :func:`preflight` before anything moves."""
 
 
 def area_detectors(detectors: Iterable[Any]) -> list[Any]:
     """The detectors among ``detectors`` that have an areaDetector ``cam``."""
     return [d for d in detectors if hasattr(d, "cam") and hasattr(d.cam, "stage_sigs")]
+
+
+def preflight(det: Any) -> None:
+    """Check an area detector before the plan stages or moves anything.
+
+    * its IOC answers (every PV connected; :func:`with_frames` waits ``CONNECT_TIMEOUT``);
+    * a detector left staged (an earlier plan could not unstage: IOC gone) is unstaged;
+    * after an IOC restart (HDF1 not primed) the configured acquire times are put back and
+      HDF1 is primed (``det.adscan_restore``, set by ``adscan.devices.create_simdet``);
+    * the image directory as bluesky sees it (``hdf1.read_path_template``) is a writable
+      directory (a probe file is created and removed), and the IOC reports
+      ``FilePathExists_RBV`` for the directory it writes to (``write_path_template``).
+    """
+    if not det.connected:
+        down = [w.item for w in det.walk_signals() if not w.item.connected]
+        names = ", ".join(getattr(s, "pvname", s.name) for s in down[:3])
+        raise DetectorNotReady(
+            f"{det.name}: {len(down)} PVs do not answer (e.g. {names}) after "
+            f"{CONNECT_TIMEOUT:.0f} s: is the detector IOC running?")
+    if det._staged != Staged.no:  # a plan ended while its IOC was gone: unstage failed then
+        logger.warning("%s was left staged by an earlier plan: unstaging it now", det.name)
+        try:
+            det.unstage()
+        except Exception as ex:
+            raise DetectorNotReady(f"{det.name}: left staged and cannot unstage: {ex}") from ex
+    restore = getattr(det, "adscan_restore", None)
+    if restore is not None and restore():
+        logger.warning("%s: HDF1 was not primed (IOC restarted?): reconfigured and primed",
+                       det.name)
+    hdf = det.hdf1
+    now = datetime.datetime.now()  # the templates may hold strftime codes, as ophyd's stage()
+    read_path = Path(now.strftime(hdf.read_path_template))
+    write_path = now.strftime(hdf.write_path_template)
+    if read_path.exists():
+        if not read_path.is_dir():
+            raise DetectorNotReady(
+                f"{det.name}: image directory {read_path} is not a directory")
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".adscan-probe-", dir=read_path)
+            try:
+                os.write(fd, b"adscan write probe\n")
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as ex:
+            raise DetectorNotReady(
+                f"{det.name}: image directory {read_path} is not writable: {ex}") from ex
+        hdf.file_path.put(write_path, wait=True)
+        if not hdf.file_path_exists.get(use_monitor=False):
+            raise DetectorNotReady(
+                f"{det.name}: the IOC reports that image directory {write_path} "
+                f"does not exist (FilePathExists_RBV=No): {hdf.write_message.get()}")
 
 
 def with_frames(plan: Generator, detectors: Iterable[Any], frames: int) -> Generator:
@@ -23,10 +94,24 @@ def with_frames(plan: Generator, detectors: Iterable[Any], frames: int) -> Gener
     saved: list[tuple[Any, Any]] = []
 
     def configured():
+        yield from wait_connected(dets, CONNECT_TIMEOUT)  # e.g. an IOC just restarted
+        for det in dets:
+            preflight(det)
         for det in dets:
             saved.append((det, det.cam.stage_sigs.get("num_images")))
             det.cam.stage_sigs["num_images"] = int(frames)
-        return (yield from plan)
+        try:
+            return (yield from plan)
+        except (RequestAbort, RequestStop, DeviceDisconnectedError):
+            raise
+        except Exception as ex:
+            down = disconnected()
+            if not down:
+                raise
+            # whatever failed first (a read, a put, a timeout), say which IOC went away
+            raise DeviceDisconnectedError(
+                f"IOC connection lost: PV {', '.join(sorted(down))} disconnected "
+                f"({type(ex).__name__}: {ex})") from ex
 
     def restore():
         for det, value in saved:

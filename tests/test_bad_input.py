@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from adscan import services
@@ -165,15 +166,30 @@ def _keywords(kw) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def service(iconfig, beamline):
-    services.up(iconfig, ioc=False)
-    yield iconfig
-    services.down(iconfig)
+def service(tmp_path_factory, beamline):
+    """A private RE Manager (own Redis, ZMQ ports, data directory: its queue and history do not
+    leak into other modules) on the session's simulated IOC."""
+    from conftest import CA_PORTS, TAG, write_iconfig
+
+    from adscan.config import load_iconfig
+
+    path = write_iconfig(tmp_path_factory.mktemp("bad_input"), tag=TAG, ca_port=CA_PORTS[0])
+    cfg = load_iconfig(path)
+    session_iconfig = os.environ["ADSCAN_ICONFIG"]
+    os.environ["ADSCAN_ICONFIG"] = str(path)  # the worker (profile) reads it at start-up
+    try:
+        services.up(cfg, ioc=False)
+        os.environ["ADSCAN_ICONFIG"] = session_iconfig
+        yield cfg
+    finally:
+        os.environ["ADSCAN_ICONFIG"] = session_iconfig
+        services.down(cfg)
 
 
 @pytest.fixture(scope="module")
 def rm(service):
     api = services.re_manager_api(service, timeout=10)
+    api.queue_clear()  # items another module left in the session's Redis are not ours
     yield api
     api.close()
 
@@ -346,14 +362,18 @@ anything = st.one_of(
     st.lists(st.sampled_from(["simdet", "m1"]), max_size=3),
     st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 3), max_size=2),
 )
-counts = st.one_of(st.integers(-3, 1003), st.integers(99_990, 100_010), anything)
-SCAN_PARAMS = {"motor": st.one_of(st.sampled_from(MOTORS), anything), "start": anything,
-               "stop": anything, "num": counts}
-GRID_PARAMS = {"motor1": st.one_of(st.sampled_from(MOTORS), anything), "start1": anything,
-               "stop1": anything, "num1": counts,
-               "motor2": st.one_of(st.sampled_from(MOTORS), anything), "start2": anything,
-               "stop2": anything, "num2": counts, "snake": anything}
-OPTIONAL = {"frames": counts, "detectors": anything, "md": anything}
+# about half valid, half anything: both verdicts are common
+counts = st.one_of(st.integers(1, 50), st.integers(1, 50), st.integers(-3, 1003),
+                   st.integers(99_990, 100_010), anything)
+positions = st.one_of(st.floats(-100, 100), st.integers(-100, 100), anything)
+motors = st.one_of(st.sampled_from(MOTORS), st.sampled_from(MOTORS), anything)
+SCAN_PARAMS = {"motor": motors, "start": positions, "stop": positions, "num": counts}
+GRID_PARAMS = {"motor1": motors, "start1": positions, "stop1": positions, "num1": counts,
+               "motor2": motors, "start2": positions, "stop2": positions, "num2": counts,
+               "snake": st.one_of(st.booleans(), anything)}
+OPTIONAL = {"frames": counts,
+            "detectors": st.one_of(st.sampled_from([["simdet"], []]), anything),
+            "md": st.one_of(st.dictionaries(st.text(max_size=5), st.integers()), anything)}
 
 
 @st.composite
@@ -372,8 +392,15 @@ def submissions(draw):
     return name, args, kwargs, keys[:len(args)]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("ADSCAN_HYPOTHESIS_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(submissions())
+@example(("adscan_scan", ["m1", 0, 1.5, 5], {"frames": 2, "md": {"a": 1}},
+          ["motor", "start", "stop", "num"]))
+@example(("adscan_grid_scan", ["m1", -1, 1, 3], {"motor2": "m2", "start2": True, "stop2": 2,
+          "num2": 4, "snake": 0, "detectors": []}, ["motor1", "start1", "stop1", "num1"]))
+@example(("adscan_scan", [], {"motor": "m2", "start": 0, "stop": 1, "num": 100_000,
+          "frames": 1000}, []))
 def test_validator_matches_oracle(offline_lists, sub):
     from bluesky_queueserver import validate_plan
 

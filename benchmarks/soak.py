@@ -1,0 +1,58 @@
+"""Full soak: N (default 200) queued adscan_scan runs through the real RE Manager, then checks.
+
+Usage::
+
+    .venv/bin/python benchmarks/soak.py [N]
+    # same as: ADSCAN_SOAK_N=N ./run test tests/test_soak.py -s
+
+Runs tests/test_soak.py with ``ADSCAN_SOAK_N=N`` in its own test session (private IOC, Redis,
+RE Manager, data directory; loopback only), and writes the figures it prints (duration,
+seconds per scan, RE Manager + worker RSS after the first 20 % and at the end) with the pass/fail
+outcome to ``benchmarks/results/soak.json``.  Exit status: pytest's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    n = int(argv[0]) if argv else 200
+    env = dict(os.environ, ADSCAN_SOAK_N=str(n))
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/test_soak.py", "-s", "-q",
+         "-p", "no:cacheprovider"],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )
+    sys.stdout.write(proc.stdout[-6000:])
+    sys.stderr.write(proc.stderr[-3000:])
+    figures = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("soak figures: "):
+            figures = json.loads(line.removeprefix("soak figures: "))
+    summary = next((ln for ln in reversed(proc.stdout.splitlines()) if " passed" in ln
+                    or " failed" in ln), "")
+    result = {"n": n, "exit_status": proc.returncode, "pytest": summary.strip("= "),
+              "wall_seconds": round(time.monotonic() - t0, 1), "figures": figures,
+              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                          "platform": platform.platform()},
+              "date": time.strftime("%Y-%m-%d")}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return proc.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""Security: encrypted ZMQ, a restricted user group, no committed secret, loopback-only sockets.
+
+One private RE Manager (own Redis/ZMQ ports and data directory, the session's simulated IOC)
+runs with ZMQ CURVE encryption: the key pair is generated here, the private key lives in a
+chmod-600 file named by ``queueserver.zmq_private_key_file`` (see startup/qserver.yml), never in
+the repository, the generated qserver.yml or the log.  The HTTP server's API key is tested in
+tests/test_http.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from bluesky_queueserver_api import BFunc, BPlan
+from bluesky_queueserver_api.zmq import REManagerAPI
+from conftest import CA_PORTS, REPO, TAG, write_iconfig
+
+from adscan import services
+
+pytestmark = pytest.mark.timeout(300)
+
+QSERVER = str(Path(sys.executable).with_name("qserver"))
+
+
+@pytest.fixture(scope="module")
+def keys():
+    from bluesky_queueserver.manager.comms import generate_zmq_keys
+
+    public, private = generate_zmq_keys()
+    return {"public": public, "private": private}
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory, keys, beamline):
+    """An encrypted RE Manager with the committed user-group permissions, environment open."""
+    from adscan.config import load_iconfig
+
+    directory = tmp_path_factory.mktemp("secure")
+    path = write_iconfig(directory, tag=TAG, ca_port=CA_PORTS[0])
+    key_file = directory / "zmq-private.key"
+    key_file.write_text(f"{keys['private']}\n")
+    key_file.chmod(0o600)
+    raw = yaml.safe_load(path.read_text())
+    raw["queueserver"]["zmq_private_key_file"] = str(key_file)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_iconfig(path)
+    session_iconfig = os.environ["ADSCAN_ICONFIG"]
+    os.environ["ADSCAN_ICONFIG"] = str(path)  # the worker (profile) reads it at start-up
+    try:
+        services.up(cfg, ioc=False)
+        os.environ["ADSCAN_ICONFIG"] = session_iconfig
+        yield cfg
+    finally:
+        os.environ["ADSCAN_ICONFIG"] = session_iconfig
+        services.down(cfg)
+
+
+@pytest.fixture(scope="module")
+def rm(secure):
+    api = services.re_manager_api(secure, timeout=10)
+    yield api
+    api.close()
+
+
+def plain_client(cfg: dict, public_key: str | None = None) -> REManagerAPI:
+    qs = cfg["queueserver"]
+    return REManagerAPI(zmq_control_addr=qs["zmq_control_addr"],
+                        zmq_info_addr=qs["zmq_info_addr"], zmq_public_key=public_key,
+                        timeout_recv=1.5, status_polling_period=0.1)
+
+
+# --------------------------------------------------------------------------- ZMQ encryption
+
+
+def test_encrypted_client_works(rm, secure, keys):
+    assert services.zmq_public_key(secure) == keys["public"]
+    st = rm.status()
+    assert st["worker_environment_exists"] is True and st["manager_state"] == "idle"
+
+
+@pytest.mark.parametrize("which", ["no key", "wrong key"])
+def test_client_without_the_key_gets_no_answer(secure, which):
+    from bluesky_queueserver.manager.comms import generate_zmq_keys
+
+    key = None if which == "no key" else generate_zmq_keys()[0]
+    api = plain_client(secure, key)
+    try:
+        with pytest.raises(api.RequestTimeoutError):
+            api.status()
+    finally:
+        api.close()
+    assert services.re_manager_status(secure) is not None, "the manager must keep answering"
+
+
+def test_qserver_cli_needs_the_public_key(secure, keys):
+    qs = secure["queueserver"]
+    env = dict(os.environ, QSERVER_ZMQ_CONTROL_ADDRESS=qs["zmq_control_addr"],
+               QSERVER_ZMQ_INFO_ADDRESS=qs["zmq_info_addr"])
+    env.pop("QSERVER_ZMQ_PUBLIC_KEY", None)
+    ok = subprocess.run([QSERVER, "status"], env=dict(env, QSERVER_ZMQ_PUBLIC_KEY=keys["public"]),
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "manager_state" in ok.stdout, ok.stdout + ok.stderr
+    bad = subprocess.run([QSERVER, "status"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
+    assert "timeout" in (bad.stdout + bad.stderr).lower(), bad.stdout + bad.stderr
+
+
+def test_private_key_is_not_written_anywhere(secure, keys):
+    run = services.run_dir(secure)
+    generated = (run / "qserver.yml").read_text()
+    assert keys["private"] not in generated
+    assert "zmq_private_key" not in yaml.safe_load(generated)["network"]
+    for f in Path(secure["instrument"]["data_dir"]).rglob("*"):
+        if f.is_file() and f.stat().st_size < 50_000_000:
+            assert keys["private"].encode() not in f.read_bytes(), f
+
+
+def test_key_file_must_be_owner_only(tmp_path, keys, iconfig):
+    import copy
+
+    key_file = tmp_path / "k"
+    key_file.write_text(keys["private"])
+    key_file.chmod(0o644)
+    cfg = copy.deepcopy(iconfig)
+    cfg["queueserver"]["zmq_private_key_file"] = str(key_file)
+    with pytest.raises(services.ServiceError, match="chmod 600"):
+        services.zmq_private_key(cfg)
+    key_file.chmod(0o600)
+    assert services.zmq_private_key(cfg) == keys["private"]
+    key_file.write_text("not a key")
+    with pytest.raises(services.ServiceError, match="private key"):
+        services.zmq_private_key(cfg)
+    # qserver-zmq-keys output is accepted as it is
+    out = subprocess.run([str(Path(sys.executable).with_name("qserver-zmq-keys"))],
+                         capture_output=True, text=True, timeout=60).stdout
+    key_file.write_text(out)
+    private = services.zmq_private_key(cfg)
+    assert private and private in out and len(private) == 40
+
+
+# --------------------------------------------------------------------------- user groups
+
+SCAN_ONLY_PLANS = {"adscan_count", "adscan_scan", "adscan_scan2", "adscan_grid_scan"}
+
+
+def test_scan_only_group_lists_exactly_the_adscan_plans_and_devices(rm):
+    plans = set(rm.plans_allowed(user_group="scan_only")["plans_allowed"])
+    assert plans == SCAN_ONLY_PLANS
+    devices = set(rm.devices_allowed(user_group="scan_only")["devices_allowed"])
+    configured = yaml.safe_load((REPO / "startup" / "devices.yml").read_text())
+    assert devices == set(configured["motors"]) | set(configured["detectors"])
+    # the default group is wider: the restriction is the group's, not the profile's
+    primary = set(rm.plans_allowed()["plans_allowed"])
+    assert {"count", "scan"} <= primary and primary > plans
+
+
+def test_scan_only_accepts_an_adscan_plan(rm):
+    before = rm.queue_get()["items"]
+    result = rm.item_add(BPlan("adscan_scan", "m1", -1, 1, 3, frames=1), user_group="scan_only")
+    assert result["success"], result["msg"]
+    assert result["item"]["user_group"] == "scan_only"
+    rm.item_remove(uid=result["item"]["item_uid"])
+    assert rm.queue_get()["items"] == before
+
+
+@pytest.mark.parametrize("item,word", [
+    (BPlan("count", ["simdet"], num=1), "not in the list of allowed plans"),
+    (BPlan("scan", ["simdet"], "m1", -1, 1, 3), "not in the list of allowed plans"),
+    (BPlan("adscan_read_stats", "simdet"), "not in the list of allowed plans"),
+    (BPlan("adscan_scan", "m9", -1, 1, 3), "m9"),
+    (BPlan("adscan_scan", "m1.user_readback", -1, 1, 3), "m1.user_readback"),
+], ids=["count", "scan", "diagnostics", "unknown-device", "subdevice"])
+def test_scan_only_refuses(rm, item, word):
+    before = rm.queue_get()["items"]
+    with pytest.raises(rm.RequestFailedError) as info:
+        rm.item_add(item, user_group="scan_only")
+    assert word in info.value.response["msg"], info.value.response["msg"]
+    assert rm.queue_get()["items"] == before
+
+
+def test_scan_only_cannot_execute_functions_and_unknown_groups_are_refused(rm):
+    with pytest.raises(rm.RequestFailedError) as info:
+        rm.function_execute(BFunc("print", "x"), user_group="scan_only")
+    assert "not allowed" in info.value.response["msg"] or "not in the list" in \
+        info.value.response["msg"], info.value.response["msg"]
+    with pytest.raises(rm.RequestFailedError) as info:
+        rm.item_add(BPlan("adscan_count"), user_group="admins")
+    assert "admins" in info.value.response["msg"]
+
+
+# --------------------------------------------------------------------------- committed secrets
+
+SECRET_PATTERNS = [
+    ("PEM private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----\s*[0-9A-Za-z+/]")),
+    ("ZMQ secret key file", re.compile(r"secret-key\s*=\s*\"")),
+    ("literal secret assignment", re.compile(
+        r"(?i)\b[A-Z0-9_]*(PRIVATE_KEY|API_KEY|SECRET|PASSWORD|TOKEN)[A-Z0-9_]*[\"']?\s*[:=]\s*"
+        r"[\"']?(?!\$)([^\s\"'$]{16,})")),
+    ("z85 private key", re.compile(r"(?i)private[ _]key[\s\"':=]{1,6}[0-9A-Za-z.\-:+=^!/*?&<>()"
+                                   r"\[\]{}@%$#]{40}(?![0-9A-Za-z])")),
+]
+SECRET_NAME = re.compile(r"(?i)(PRIVATE_KEY|API_KEY|SECRET|PASSWORD|PASSWD|TOKEN)")
+ENV_TEMPLATES = {".env.example", ".env.sample", ".env.template"}
+
+
+def find_secrets(name: str, text: str) -> list[str]:
+    hits = []
+    base = Path(name).name
+    if base == ".env" or (base.startswith(".env") and base not in ENV_TEMPLATES):
+        hits.append(f"{name}: environment file tracked")
+    if base in ENV_TEMPLATES:
+        for line in text.splitlines():
+            key, sep, value = line.partition("=")
+            if (sep and not line.lstrip().startswith("#") and value.strip()
+                    and SECRET_NAME.search(key)):
+                hits.append(f"{name}: template sets {key.strip()}")
+    for label, pattern in SECRET_PATTERNS:
+        for m in pattern.finditer(text):
+            value = m.group(m.lastindex or 0)
+            # a literal secret has letters and digits; code and shell words usually do not
+            if label != "literal secret assignment" or (
+                    re.search(r"\d", value) and re.search(r"[A-Za-z]", value)):
+                hits.append(f"{name}: {label}: {m.group(0)[:60]}")
+    return hits
+
+
+def test_secret_scanner_finds_secrets():
+    from bluesky_queueserver.manager.comms import generate_zmq_keys
+
+    _, private = generate_zmq_keys()
+    assert find_secrets("a.py", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1r")
+    assert find_secrets("b.yml", f"zmq_private_key: {private}")
+    assert find_secrets("c.sh", "export QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY=3f9c0d2e8a7b6c5d")
+    assert find_secrets(".env", "")
+    assert find_secrets("deploy/.env.example", "MONGO_PASSWORD=hunter2")
+    assert not find_secrets(".env.example", "ADSCAN_HTTP_PORT=60610\n")
+    assert not find_secrets("e.py", "private_key = zmq_private_key(cfg)")
+    assert not find_secrets(".env.example", "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY=\n")
+    assert not find_secrets("d.yml", 'KEY: "${QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY:?set it}"')
+
+
+def test_no_secret_is_committed():
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                           check=True, timeout=60).stdout.decode().split("\0")
+    files = [f for f in files if f]
+    assert len(files) > 20
+    hits = []
+    for name in files:
+        path = REPO / name
+        if name == "tests/test_security.py" or not path.is_file():
+            continue
+        data = path.read_bytes()[:2_000_000]
+        if b"\0" in data[:8000]:
+            continue
+        hits += find_secrets(name, data.decode(errors="replace"))
+    assert not hits, "\n".join(hits)
+
+
+# --------------------------------------------------------------------------- loopback only
+
+
+def _bound_addresses(pid: int) -> list[dict]:
+    """Every listening TCP and every unconnected UDP socket of ``pid`` and its children."""
+    import socket
+
+    root = psutil.Process(pid)
+    out = []
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            conns = proc.net_connections(kind="inet")
+            maps = Path(f"/proc/{proc.pid}/maps")
+            libca = maps.exists() and "libca.so" in maps.read_text()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for c in conns:
+            if c.type == socket.SOCK_STREAM and c.status == psutil.CONN_LISTEN:
+                kind = "tcp-listen"
+            elif c.type == socket.SOCK_DGRAM and not c.raddr:
+                kind = "udp"
+            else:
+                continue
+            out.append({"pid": proc.pid, "root": proc.pid == pid, "kind": kind,
+                        "ip": c.laddr.ip, "port": c.laddr.port, "libca": libca})
+    return out
+
+
+def test_services_bind_loopback_only(secure, beamline):
+    """Every server socket (TCP listen, UDP on a service port) of Redis, the RE Manager (and its
+    worker) and the simulated IOC is bound to 127.0.0.1.
+
+    One documented exception, not configurable: EPICS libca (pyepics, used by ophyd in the
+    worker) binds its CA *client* search socket to INADDR_ANY on an ephemeral port.  It serves
+    nothing; the searches it sends go to 127.0.0.1 only (EPICS_CA_AUTO_ADDR_LIST=NO).  Allowed
+    only in a non-root process of the RE Manager that loads libca, at most two sockets, never
+    on a configured service port.
+    """
+    from adscan.services import _zmq_host_port, parse_redis_addr
+
+    qs = secure["queueserver"]
+    service_ports = {*CA_PORTS, parse_redis_addr(qs["redis_addr"])[1],
+                     _zmq_host_port(qs["zmq_control_addr"])[1],
+                     _zmq_host_port(qs["zmq_info_addr"])[1], 5064, 5065, 5075, 5076}
+    pids = {
+        "redis": services._redis_pid(secure),
+        "re-manager": services._re_manager_pid(secure),
+        "ioc": beamline.pid,
+    }
+    assert all(pids.values()), pids
+    sockets = {name: _bound_addresses(pid) for name, pid in pids.items()}
+    for name in ("redis", "re-manager", "ioc"):
+        assert any(b["kind"] == "tcp-listen" for b in sockets[name]), (name, sockets)
+    assert any(b["kind"] == "udp" and b["port"] == CA_PORTS[0] for b in sockets["ioc"])
+    wide, ca_client = [], []
+    for name, found in sockets.items():
+        for b in found:
+            if b["ip"] in ("127.0.0.1", "::1"):
+                continue
+            if (name == "re-manager" and b["kind"] == "udp" and b["libca"] and not b["root"]
+                    and b["port"] not in service_ports):
+                ca_client.append(b)
+            else:
+                wide.append((name, b))
+    assert not wide, f"sockets bound beyond loopback: {wide}"
+    assert len(ca_client) <= 2, ca_client
