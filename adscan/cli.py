@@ -83,7 +83,7 @@ def cmd_ioc(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from adscan.demo import run_demo
 
-    return run_demo(_cfg(args))
+    return run_demo(_cfg(args), clear_queue=args.clear_queue)
 
 
 def _forward(args: argparse.Namespace) -> list[str]:
@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ioc)
 
     p = sub.add_parser("demo", help="bring the service up and run the how-to's four plans")
+    p.add_argument("--clear-queue", action="store_true",
+                   help="empty the queue first (items left there would otherwise run first)")
     p.set_defaults(func=cmd_demo)
 
     for name, func, text in (

@@ -7,6 +7,9 @@ per point through the real RE Manager, waits for them, and prints what landed wh
 
 from __future__ import annotations
 
+import contextlib
+import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,28 +23,73 @@ DEMO_PLANS: list[tuple[str, list, dict]] = [
 ]
 
 
+class ProgressBar:
+    """A one-line bar from the worker's ``[adscan] ... point i/N`` console lines."""
+
+    PATTERN = re.compile(r"\[adscan\] scan (\S+) (\S+): point (\d+)/(\d+)")
+
+    def __init__(self, progress=print, width: int = 30):
+        self.active = progress is print and sys.stdout.isatty()
+        self.width = width
+
+    def feed(self, text: str) -> None:
+        for line in text.splitlines():
+            m = self.PATTERN.search(line)
+            if m and self.active:
+                done, total = int(m.group(3)), int(m.group(4))
+                fill = self.width * done // max(total, 1)
+                sys.stdout.write(f"\r  scan {m.group(1)} {m.group(2):<18} "
+                                 f"[{'#' * fill}{'.' * (self.width - fill)}] {done}/{total}")
+                sys.stdout.flush()
+
+    def clear(self) -> None:
+        if self.active:
+            sys.stdout.write("\r" + " " * (self.width + 48) + "\r")
+            sys.stdout.flush()
+
+
 def queue_plans(cfg: dict, plans: list[tuple[str, list, dict]], timeout: float = 600.0,
-                progress=print) -> list[dict[str, Any]]:
-    """Queue ``plans``, run the queue, wait until idle; return their history items."""
+                progress=print, clear_queue: bool = False) -> list[dict[str, Any]]:
+    """Queue ``plans``, run the queue, wait until idle; return their history items.
+
+    The queue must be empty to begin with (items left by someone else would run first);
+    ``clear_queue`` empties it.  A plan that fails stops the wait at once.
+    """
     from bluesky_queueserver_api import BPlan
 
     from adscan.services import re_manager_api
 
     rm = re_manager_api(cfg, timeout=10)
+    bar = ProgressBar(progress)
     try:
+        rm.console_monitor.enable()
+        left = rm.queue_get()["items"]
+        if left and not clear_queue:
+            names = ", ".join(item["name"] for item in left[:5])
+            raise RuntimeError(
+                f"the queue already holds {len(left)} item(s) ({names}); they would run first. "
+                "Empty it with `qserver queue clear` or run `./run demo --clear-queue`.")
+        if left:
+            progress(f"clearing {len(left)} item(s) left in the queue")
+            rm.queue_clear()
         before = len(rm.history_get()["items"])
         for name, args, kwargs in plans:
             result = rm.item_add(BPlan(name, *args, **kwargs))
             if not result["success"]:
                 raise RuntimeError(f"queue refused {name}: {result['msg']}")
             progress(f"queued   {name}{tuple(args)} {kwargs}")
+            sys.stdout.flush()
         rm.queue_start()
         t0 = time.monotonic()
         done = 0
         while True:
+            with contextlib.suppress(Exception):
+                while True:
+                    bar.feed(rm.console_monitor.next_msg(timeout=0.05)["msg"])
             status = rm.status()
             items = rm.history_get()["items"][before:]
             if len(items) > done:
+                bar.clear()
                 for item in items[done:]:
                     res = item.get("result", {})
                     progress(f"finished {item['name']}: {res.get('exit_status')} "
@@ -50,11 +98,19 @@ def queue_plans(cfg: dict, plans: list[tuple[str, list, dict]], timeout: float =
             if status["manager_state"] == "idle" and (done >= len(plans) or
                                                       not status["items_in_queue"]):
                 break
+            failed = [i for i in items if i.get("result", {}).get("exit_status") != "completed"]
+            if status["manager_state"] == "idle" and failed:
+                res = failed[-1]["result"]
+                raise RuntimeError(f"{failed[-1]['name']} {res.get('exit_status')}: "
+                                   f"{res.get('msg')}; the queue stopped (see `./run status`)")
             if time.monotonic() - t0 > timeout:
                 raise TimeoutError(f"queue not done after {timeout} s")
             time.sleep(0.2)
         return rm.history_get()["items"][before:]
     finally:
+        bar.clear()
+        with contextlib.suppress(Exception):
+            rm.console_monitor.disable()
         rm.close()
 
 
@@ -90,14 +146,19 @@ def summarize(cfg: dict, history: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def run_demo(cfg: dict, plans: list[tuple[str, list, dict]] | None = None) -> int:
+def run_demo(cfg: dict, plans: list[tuple[str, list, dict]] | None = None,
+             clear_queue: bool = False) -> int:
     """Bring the service up, run the four plans, print the summary; 0 if all succeeded."""
     from adscan import services
 
     print("adscan demo: bringing the service up ...", flush=True)
     for info in services.up(cfg):
         print(f"  {info.name:<12} {info.state:<9} {info.address}", flush=True)
-    history = queue_plans(cfg, plans or DEMO_PLANS, progress=lambda s: print(s, flush=True))
+    try:
+        history = queue_plans(cfg, plans or DEMO_PLANS, clear_queue=clear_queue)
+    except (RuntimeError, TimeoutError) as ex:
+        print(f"adscan demo: {ex}", file=sys.stderr)
+        return 1
     print(summarize(cfg, history), flush=True)
     ok = all(h.get("result", {}).get("exit_status") == "completed" for h in history)
     print("\nadscan demo:", "all plans completed" if ok else "SOME PLANS FAILED",

@@ -47,9 +47,11 @@ HDF5 (HDF1:, NDFileHDF5)
     ``/entry/data/data`` hard link (NXdata), ``/entry/instrument/NDAttributes/`` (NDArrayUniqueId,
     NDArrayTimeStamp, NDArrayEpicsTSSec, NDArrayEpicsTSnSec),
     ``/entry/instrument/performance/timestamp``, NX_class attributes.  Writes run in one
-    worker thread (CA stays responsive); the file is flushed after every frame (a reader sees
-    the frames written so far; the file is opened without HDF5 file locking so readers are
-    not refused), and closed - complete and valid - on Capture=0, when NumCapture frames
+    worker thread (CA stays responsive); the file is flushed at the end of each acquisition
+    (before AcquireBusy falls, so a reader sees every completed point's frames) and at least
+    every ``FLUSH_INTERVAL`` s while frames stream in (a flush per frame cost as much as the
+    write; the file is opened without HDF5 file locking so readers are not refused), and
+    closed - complete and valid - on Capture=0, when NumCapture frames
     are written, when an acquisition is aborted (Acquire=0; unlike ADCore, which keeps the
     stream open, capture stops so the file is closed), and in :meth:`SimDetectorIOC.shutdown`.
 
@@ -88,6 +90,18 @@ logger = logging.getLogger("adscan.iocs.simdet")
 
 EPICS_EPOCH = 631152000  # 1990-01-01 in POSIX seconds
 
+#: Seconds between HDF5 flushes while frames stream in (also flushed at each acquisition's end).
+FLUSH_INTERVAL = 1.0
+
+#: caproto's server batches monitor updates: it waits CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC
+#: (default 10 ms) for more before sending, so every AcquireBusy or DMOV change reached the
+#: client at least 10 ms late.  The simulated IOC uses 1 ms (unless the variable is set).
+HIGH_LOAD_TIMEOUT = 0.001
+if "CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC" not in os.environ:
+    import caproto.server.common as _caproto_server_common
+
+    _caproto_server_common.HIGH_LOAD_TIMEOUT = HIGH_LOAD_TIMEOUT
+
 DTYPES = {
     "Int8": np.int8,
     "UInt8": np.uint8,
@@ -117,6 +131,8 @@ class NDArr:
     ts_sec: int
     ts_nsec: int
     color_mode: str = "Mono"
+    #: the last frame of a finite acquisition (the HDF5 writer flushes the file then)
+    end_of_acquisition: bool = False
 
     @property
     def dtype_name(self) -> str:
@@ -128,7 +144,7 @@ class NDArr:
 
     def like(self, data: np.ndarray) -> NDArr:
         return NDArr(data, self.unique_id, self.timestamp, self.ts_sec, self.ts_nsec,
-                     self.color_mode)
+                     self.color_mode, self.end_of_acquisition)
 
 
 # ---------------------------------------------------------------------------- frames
@@ -217,6 +233,7 @@ class H5Writer:
         self.dtype = dtype
         self.f = h5py.File(path, "w", locking=False)
         self.t_open = time.time()
+        self.t_flush = time.monotonic()
         self.count = 0
         self.ds = None
         f = self.f
@@ -261,7 +278,8 @@ class H5Writer:
         data.attrs["signal"] = "data"
         data["data"] = self.ds  # hard link, as ADCore's default layout
 
-    def append(self, arr: NDArr) -> float:
+    def append(self, arr: NDArr, flush: bool = True) -> float:
+        """Write one frame (and its attributes); flush the file when ``flush``."""
         t0 = time.perf_counter()
         n = self.count
         self.ds.resize(n + 1, axis=0)
@@ -283,7 +301,9 @@ class H5Writer:
             mb = arr.data.nbytes * self.count / 1e6
             self.perf[n] = (now - self.t_open, dt, self.count, mb,
                             arr.data.nbytes / 1e6 / dt if dt > 0 else 0.0)
-        self.f.flush()
+        if flush:
+            self.f.flush()
+            self.t_flush = time.monotonic()
         return dt
 
     def close(self) -> None:
@@ -299,6 +319,18 @@ class H5Writer:
                 f.id.close()
             raise
         f.close()
+
+
+def _errno_first(ex: Exception) -> str:
+    """``ex`` as text, its OS error (``[Errno N] ...``) first: HDF5 buries it in a long message."""
+    import re
+
+    text = str(ex)
+    m = re.search(r"errno = (\d+)", text)
+    if m and "[Errno" not in text:
+        n = int(m.group(1))
+        return f"[Errno {n}] {os.strerror(n)}: {text}"
+    return text
 
 
 def create_directories(path: str, depth: int) -> None:
@@ -733,7 +765,12 @@ class HDF5Behaviour(PluginBehaviour):
             await self._run(w.create_data, comp)
             if note:
                 await self.message(note)
-        await self._run(w.append, arr)
+        # Flush policy: at the end of each acquisition (a point's frames; before AcquireBusy
+        # falls, as the cam waits for the plugins) and at least every FLUSH_INTERVAL seconds
+        # (Continuous mode), not after every frame (a flush costs about as much as the write).
+        flush = (arr.end_of_acquisition or not self.ioc.acquiring
+                 or time.monotonic() - w.t_flush >= FLUSH_INTERVAL)
+        await self._run(w.append, arr, flush)
 
     async def close_file(self) -> None:
         w, self.writer = self.writer, None
@@ -827,7 +864,8 @@ class HDF5Behaviour(PluginBehaviour):
             try:
                 await self.write_frame(arr)
             except Exception as ex:  # noqa: BLE001
-                await self.message(f"Error writing {self.writer.path}: {ex}", error=True)
+                await self.message(f"Error writing {self.writer.path}: {_errno_first(ex)}",
+                                   error=True)
                 return None
             await self.set("NumCaptured_RBV", n + 1)
             if target > 0 and n + 1 >= target:
@@ -880,6 +918,7 @@ class SimDetectorIOC(PVGroup):
         self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
         self.positions = positions
         self.synth = FrameSynth(self.frame_shape, data_type)
+        self._synth = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="synth")
         self.state = _State()
         self._closed = False
         ny, nx = self.frame_shape
@@ -1004,7 +1043,18 @@ class SimDetectorIOC(PVGroup):
         await cam.set("ArraySizeY_RBV", sy, only_changed=True)
         await cam.set("ArraySize_RBV", sx * sy * self.synth.dtype.itemsize, only_changed=True)
 
-    def make_frame(self) -> NDArr:
+    def make_frame(self, data: np.ndarray | None = None) -> NDArr:
+        """The next NDArray (``data``: pixels from :meth:`frame_data`, made now if None)."""
+        if data is None:
+            data = self.frame_data()
+        self.state.unique_id += 1
+        now = time.time()
+        sec = int(now) - EPICS_EPOCH
+        nsec = int((now % 1) * 1e9)
+        return NDArr(data, self.state.unique_id, sec + nsec / 1e9, sec, nsec)
+
+    def frame_data(self) -> np.ndarray:
+        """Pixels of the next frame (peak at the motor positions now, cam crop/reverse)."""
         try:
             pos = self.positions() if self.positions is not None else None
         except Exception:  # noqa: BLE001 - motors unavailable: centred peak
@@ -1018,11 +1068,7 @@ class SimDetectorIOC(PVGroup):
             data = data[:, ::-1]
         if self.cam.get("ReverseY") == "Yes":
             data = data[::-1, :]
-        self.state.unique_id += 1
-        now = time.time()
-        sec = int(now) - EPICS_EPOCH
-        nsec = int((now % 1) * 1e9)
-        return NDArr(data, self.state.unique_id, sec + nsec / 1e9, sec, nsec)
+        return data
 
     # -- acquisition
     async def start_acquisition(self) -> None:
@@ -1071,12 +1117,18 @@ class SimDetectorIOC(PVGroup):
                 if total != float("inf"):
                     await cam.set("TimeRemaining_RBV", (total - i) * period)
                 await cam.set("DetectorState_RBV", "Acquire", only_changed=True)
+                # the pixels are synthesised in a thread during the exposure (the readout of a
+                # simulated frame then costs no exposure time; positions read at its start)
+                pixels = loop.run_in_executor(self._synth, self.frame_data)
                 if await self._wait(acq_time):
                     aborted = True
+                    with contextlib.suppress(Exception):
+                        await pixels
                     break
                 await cam.set("DetectorState_RBV", "Readout")
-                arr = self.make_frame()
+                arr = self.make_frame(await pixels)
                 i += 1
+                arr.end_of_acquisition = i >= total
                 cam._counter += 1
                 await cam.set("ArrayCounter_RBV", cam._counter)
                 await cam.set("NumImagesCounter_RBV", i)
@@ -1122,6 +1174,7 @@ class SimDetectorIOC(PVGroup):
             except (TimeoutError, asyncio.CancelledError, Exception):  # noqa: BLE001
                 task.cancel()
         await self.hdf1.shutdown_writer()
+        self._synth.shutdown(wait=False)
 
 
 def _groups():

@@ -278,6 +278,7 @@ def test_progress_in_console_and_as_a_function(four_runs, rm, service):
     from bluesky_queueserver_api import BFunc
 
     log = Path(service["queueserver"]["log"]).read_text()
+    assert "collide" not in log  # the how-to's "Data keys ... collide" for m2 must not happen
     assert "adscan_grid_scan: point 20/20 (100%)" in log
     assert "adscan_count: point 5/5 (100%)" in log
     result = rm.function_execute(BFunc("adscan_progress"), run_in_background=True)
@@ -285,3 +286,17 @@ def test_progress_in_console_and_as_a_function(four_runs, rm, service):
     rm.wait_for_completed_task(result["task_uid"], timeout=30)
     value = rm.task_result(result["task_uid"])["result"]["return_value"]
     assert value["state"] == "finished" and value["points_done"] == value["points_total"]
+
+
+def test_demo_command_runs_the_four_plans(service, rm, capsys):
+    """The README's first command: `adscan demo` (here on this session's service)."""
+    from adscan.demo import run_demo
+
+    n0 = rm.status()["items_in_history"]
+    assert run_demo(service) == 0
+    out = capsys.readouterr().out
+    assert "adscan demo: all plans completed" in out
+    assert out.count("HDF5:   ") == 4
+    assert "images: simdet_image shape (20, 3, 1024, 1024)" in out
+    assert f"SPEC file: {Path(service['spec']['directory']) / service['spec']['file']}" in out
+    assert rm.status()["items_in_history"] == n0 + 4
