@@ -5,29 +5,20 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from adscan import epics_env
+from adscan.ports import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def free_ca_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    while True:
-        port = random.randint(20000, 59000)
-        try:
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
+    """A port free for both UDP and TCP on 127.0.0.1 (below the ephemeral range)."""
+    return free_port(udp=True)
 
 
 def use_port(port: int) -> None:

@@ -15,7 +15,6 @@ import io
 import math
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -26,13 +25,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import free_ca_port, use_port  # noqa: E402
 
+from adscan.ports import free_port  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_tcp() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_iconfig(directory: Path, *, tag: str, ca_port: int, data_dir: Path) -> Path:
@@ -43,9 +38,9 @@ def write_iconfig(directory: Path, *, tag: str, ca_port: int, data_dir: Path) ->
     cfg["epics"]["ca_server_port"] = ca_port
     cfg["ioc"].update(simulate=True, motors_prefix=f"{tag}gp:", ad_prefix=f"{tag}kad:")
     qs = cfg["queueserver"]
-    qs["zmq_control_addr"] = f"tcp://127.0.0.1:{_free_tcp()}"
-    qs["zmq_info_addr"] = f"tcp://127.0.0.1:{_free_tcp()}"
-    qs["redis_addr"] = f"127.0.0.1:{_free_tcp()}"
+    qs["zmq_control_addr"] = f"tcp://127.0.0.1:{free_port()}"
+    qs["zmq_info_addr"] = f"tcp://127.0.0.1:{free_port()}"
+    qs["redis_addr"] = f"127.0.0.1:{free_port()}"
     qs["redis_name_prefix"] = f"adscan_{tag}"
     qs["existing_plans_devices"] = str(directory / "existing_plans_and_devices.yaml")
     path = directory / "iconfig.yml"

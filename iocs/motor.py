@@ -47,7 +47,7 @@ Modelled (synApps motorRecord semantics, checked against motorRecord.html / moto
   RRBV/RVAL (dial / MRES).
 
 Put-completion replies: caproto answers a WriteNotify at once but batches monitors for up to
-10 ms, so every putter of this record waits ``FLUSH_SECONDS`` (20 ms) after posting its values:
+10 ms, so every putter of this record waits twice that (``_flush``) after posting its values:
 a client then sees the monitors of its put (RBV, OFF, HLM, ...) before the put completes.
 
 Not modelled: encoders (UEIP/ERES/REP), backlash and retries (BDST, RTRY, RCNT, MISS), jogging
@@ -108,14 +108,17 @@ class _MotorValData(PvpropertyDouble):
         return value
 
 
-#: caproto sends put-completion replies at once but batches monitors for up to 10 ms
-#: (CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC); putters wait this long after posting so that, as
-#: with a real IOC, a client sees the monitors of a put before its completion.
-FLUSH_SECONDS = 0.02
+#: caproto sends put-completion replies at once but batches monitors for up to its
+#: HIGH_LOAD_TIMEOUT (10 ms by default, 1 ms in adscan's IOC: see iocs/simdet.py); putters
+#: wait twice that (at least FLUSH_SECONDS) after posting so that, as with a real IOC, a
+#: client sees the monitors of a put before its completion.
+FLUSH_SECONDS = 0.003
 
 
 async def _flush() -> None:
-    await asyncio.sleep(FLUSH_SECONDS)
+    from caproto.server import common
+
+    await asyncio.sleep(max(FLUSH_SECONDS, 2 * common.HIGH_LOAD_TIMEOUT))
 
 
 def _preset(channel, value=None, **metadata) -> None:

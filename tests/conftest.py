@@ -13,9 +13,7 @@ Everything here runs before any test module imports pyepics, caproto or ophyd:
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,30 +27,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _free_ca_ports(n: int) -> list[int]:
-    """``n`` ports free for both UDP (CA search) and TCP (CA circuits)."""
-    ports: list[int] = []
-    while len(ports) < n:
-        port = random.randint(20000, 59000)
-        try:
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        if port not in ports:
-            ports.append(port)
-    return ports
-
+from adscan.ports import free_port, free_ports  # noqa: E402 - (also sets loopback EPICS env)
 
 CA_PORTS = [int(p) for p in os.environ["ADSCAN_TEST_CA_PORTS"].split(",")] if os.environ.get(
-    "ADSCAN_TEST_CA_PORTS") else _free_ca_ports(4)
+    "ADSCAN_TEST_CA_PORTS") else free_ports(4, udp=True)
 TAG = f"t{os.getpid() % 100000}"
 SESSION_DIR = Path(tempfile.mkdtemp(prefix=f"adscan-test-{TAG}-"))
 
@@ -75,9 +53,9 @@ def write_iconfig(directory: Path, *, tag: str, ca_port: int, simulate: bool = T
                       motor_velocity=20.0)
     cfg["detector"].update(acquire_time=0.002, acquire_period=0.002)
     qs = cfg["queueserver"]
-    qs["zmq_control_addr"] = f"tcp://127.0.0.1:{_free_port(socket.SOCK_STREAM)}"
-    qs["zmq_info_addr"] = f"tcp://127.0.0.1:{_free_port(socket.SOCK_STREAM)}"
-    qs["redis_addr"] = f"127.0.0.1:{_free_port(socket.SOCK_STREAM)}"
+    qs["zmq_control_addr"] = f"tcp://127.0.0.1:{free_port()}"
+    qs["zmq_info_addr"] = f"tcp://127.0.0.1:{free_port()}"
+    qs["redis_addr"] = f"127.0.0.1:{free_port()}"
     qs["redis_name_prefix"] = f"adscan_{tag}"
     qs["existing_plans_devices"] = str(directory / "existing_plans_and_devices.yaml")
     path = directory / "iconfig.yml"

@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,11 @@ import pytest
 from bluesky_queueserver_api import BPlan
 
 from adscan import services
+from adscan.ports import free_port
 
 pytestmark = pytest.mark.timeout(600)
 
 HTTP_SERVER = Path(sys.executable).with_name("start-bluesky-httpserver")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _request(url: str, *, key: str | None = None, data: dict | None = None,
@@ -68,7 +62,7 @@ def http_server(service, tmp_path_factory):
     exe = str(HTTP_SERVER) if HTTP_SERVER.exists() else shutil.which("start-bluesky-httpserver")
     assert exe, "start-bluesky-httpserver not installed (pin bluesky-httpserver in pyproject)"
     key = secrets.token_hex(24)
-    port = _free_port()
+    port = free_port()
     qs = service["queueserver"]
     env = dict(os.environ,
                QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY=key,

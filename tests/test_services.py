@@ -1,6 +1,6 @@
 """adscan.services and `adscan up|status|down` with real processes on loopback.
 
-One Redis, one RE Manager (minimal start-up dir: RE, ophyd.sim det/motor, count/scan) on free
+One Redis, one RE Manager (minimal start-up dir: RE, ophyd Signals det/motor, count/scan) on free
 ports with a unique Redis key prefix, a temporary data dir and a temporary iconfig
 (ioc.simulate false, no IOC started).  Tests run in file order and share the services.
 """
@@ -21,6 +21,7 @@ import yaml
 
 from adscan import services
 from adscan.config import DEFAULT_ICONFIG, load_iconfig
+from adscan.ports import free_ports
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,22 +29,13 @@ MINIMAL_STARTUP = '''\
 """Minimal RE Manager start-up code for adscan's service tests."""
 from bluesky import RunEngine
 from bluesky.plans import count, scan
-from ophyd.sim import det, motor
+from ophyd import Signal
+
+det = Signal(name="det", value=1.0)
+motor = Signal(name="motor", value=0.0)
 
 RE = RunEngine({})
 '''
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _listening(port: int) -> bool:
@@ -81,7 +73,7 @@ def env(tmp_path_factory):
     startup = tmp / "startup"
     startup.mkdir()
     (startup / "00-minimal.py").write_text(MINIMAL_STARTUP)
-    redis_port, ctl, info, ca = _free_ports(4)
+    redis_port, ctl, info, ca = free_ports(4)
     path = _write_iconfig(tmp, "main", redis_port, ctl, info, ca, startup)
     old = os.environ.get("ADSCAN_ICONFIG")
     os.environ["ADSCAN_ICONFIG"] = str(path)
@@ -134,7 +126,7 @@ def test_network_rule_refuses_wildcard(env):
 
 
 def test_re_manager_refuses_without_redis(env):
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     cfg = {**env["cfg"], "queueserver": {**env["cfg"]["queueserver"],
                                          "redis_addr": f"127.0.0.1:{port}"}}
     t0 = time.monotonic()
@@ -163,7 +155,7 @@ def test_ensure_redis_starts_then_reuses(env):
 
 def test_ensure_redis_uses_an_external_one(env):
     """A Redis adscan did not start is used, reported 'external' and left running by down."""
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     ext_dir = env["tmp"] / "external-redis"
     ext_dir.mkdir()
     proc = subprocess.Popen([services.redis_server_binary(), "--bind", "127.0.0.1",
@@ -331,7 +323,7 @@ def test_broken_startup_code_is_reported(env, tmp_path):
     broken = tmp_path / "startup"
     broken.mkdir()
     (broken / "00-broken.py").write_text("RE = None\nraise RuntimeError('adscan-broken-profile')\n")
-    _, ctl, info, ca = _free_ports(4)
+    _, ctl, info, ca = free_ports(4)
     path = _write_iconfig(tmp_path, "broken", env["ports"][0], ctl, info, ca, broken)
     cfg = load_iconfig(path)
     try:

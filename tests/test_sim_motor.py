@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,22 +22,9 @@ import time
 import pytest
 
 from adscan import epics_env
+from adscan.ports import free_port
 
-
-def _free_ca_port() -> int:
-    """A port free on 127.0.0.1 for both UDP (CA search) and TCP (CA circuits)."""
-    while True:
-        port = random.randint(20000, 59000)
-        try:
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-
-
-CA_PORT = int(os.environ.get("ADSCAN_TEST_MOTOR_CA_PORT") or _free_ca_port())
+CA_PORT = int(os.environ.get("ADSCAN_TEST_MOTOR_CA_PORT") or free_port(udp=True))
 PREFIX = f"tstm{os.getpid() % 100000}:"
 LAYER_MOTOR = {"pyepics": f"{PREFIX}m1", "caproto": f"{PREFIX}m2"}
 
@@ -348,12 +333,13 @@ CLIENT = textwrap.dedent(
             except Exception:
                 pass
             assert st.done and not st.success, "ophyd should fail on the limit switch"
-            assert g("HLS") == 1 and g("LLS") == 0
+            assert wait_until(lambda: g("HLS") == 1), g("HLS")
+            assert g("LLS") == 0
             rbv = m.user_readback.get()
             assert 100.0 < rbv < 150.0, rbv
             assert abs(raw_val.get() - rbv) <= tol()
             move(0.0)
-            assert g("HLS") == 0
+            assert wait_until(lambda: g("HLS") == 0), g("HLS")
         finally:
             m.velocity.put(5.0, wait=True)
             m.high_limit_travel.put(100.0, wait=True)
