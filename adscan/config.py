@@ -52,3 +52,45 @@ def load_devices(path: str | Path | None = None) -> dict[str, Any]:
         path = beside if beside.exists() else DEFAULT_DEVICES
     with open(path) as f:
         return yaml.safe_load(f) or {}
+
+
+def write_private_iconfig(
+    directory: str | Path,
+    *,
+    tag: str,
+    ca_port: int,
+    data_dir: str | Path | None = None,
+    simulate: bool = True,
+    **sections: dict[str, Any],
+) -> Path:
+    """Write a copy of the instrument configuration for a private service (tests, benchmarks).
+
+    Its own data directory, PV prefixes (``{tag}gp:``, ``{tag}kad:``), CA port, Redis and
+    ZMQ ports (free loopback ports), Redis key prefix and plan list; ``sections`` update
+    whole sections (e.g. ``detector={"acquire_time": 0.002}``).  ``devices.yml`` is copied
+    beside it.  Returns the path of the new ``iconfig.yml``.
+    """
+    import shutil
+
+    from adscan.ports import free_ports
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(DEFAULT_ICONFIG) as f:
+        cfg = yaml.safe_load(f)
+    cfg["instrument"]["data_dir"] = str(data_dir or directory / "data")
+    cfg["epics"]["ca_server_port"] = ca_port
+    cfg["ioc"].update(simulate=simulate, motors_prefix=f"{tag}gp:", ad_prefix=f"{tag}kad:")
+    control, info, redis = free_ports(3)
+    qs = cfg["queueserver"]
+    qs["zmq_control_addr"] = f"tcp://127.0.0.1:{control}"
+    qs["zmq_info_addr"] = f"tcp://127.0.0.1:{info}"
+    qs["redis_addr"] = f"127.0.0.1:{redis}"
+    qs["redis_name_prefix"] = f"adscan_{tag}"
+    qs["existing_plans_devices"] = str(directory / "existing_plans_and_devices.yaml")
+    for section, values in sections.items():
+        cfg.setdefault(section, {}).update(values)
+    path = directory / "iconfig.yml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    shutil.copy(DEFAULT_DEVICES, directory / "devices.yml")
+    return path

@@ -20,33 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import free_ca_port, use_port  # noqa: E402
 
-from adscan.ports import free_port  # noqa: E402
+from adscan.config import write_private_iconfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def write_iconfig(directory: Path, *, tag: str, ca_port: int, data_dir: Path) -> Path:
     """A copy of startup/iconfig.yml with private ports, prefixes and data directory."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cfg = yaml.safe_load((REPO / "startup" / "iconfig.yml").read_text())
-    cfg["instrument"]["data_dir"] = str(data_dir)
-    cfg["epics"]["ca_server_port"] = ca_port
-    cfg["ioc"].update(simulate=True, motors_prefix=f"{tag}gp:", ad_prefix=f"{tag}kad:")
-    qs = cfg["queueserver"]
-    qs["zmq_control_addr"] = f"tcp://127.0.0.1:{free_port()}"
-    qs["zmq_info_addr"] = f"tcp://127.0.0.1:{free_port()}"
-    qs["redis_addr"] = f"127.0.0.1:{free_port()}"
-    qs["redis_name_prefix"] = f"adscan_{tag}"
-    qs["existing_plans_devices"] = str(directory / "existing_plans_and_devices.yaml")
-    path = directory / "iconfig.yml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    shutil.copy(REPO / "startup" / "devices.yml", directory / "devices.yml")
-    return path
+    return write_private_iconfig(directory, tag=tag, ca_port=ca_port, data_dir=data_dir)
 
 
 def move_time(distance: float, velocity: float, accel_time: float) -> float:

@@ -12,6 +12,7 @@ Everything here runs before any test module imports pyepics, caproto or ophyd:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 
-from adscan.ports import free_port, free_ports  # noqa: E402 - (also sets loopback EPICS env)
+from adscan.ports import free_ports  # noqa: E402 - (also sets loopback EPICS env)
 
 CA_PORTS = [int(p) for p in os.environ["ADSCAN_TEST_CA_PORTS"].split(",")] if os.environ.get(
     "ADSCAN_TEST_CA_PORTS") else free_ports(4, udp=True)
@@ -42,26 +43,13 @@ os.environ["ADSCAN_TEST_CA_PORTS"] = ",".join(map(str, CA_PORTS))
 
 
 def write_iconfig(directory: Path, *, tag: str, ca_port: int, simulate: bool = True) -> Path:
-    """A copy of startup/iconfig.yml (and devices.yml) with private dirs, prefixes and ports."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cfg = yaml.safe_load((REPO / "startup" / "iconfig.yml").read_text())
-    data_dir = directory / "data"
-    cfg["instrument"]["data_dir"] = str(data_dir)
-    cfg["epics"]["ca_server_port"] = ca_port
-    cfg["epics"]["connection_timeout"] = 5
-    cfg["ioc"].update(simulate=simulate, motors_prefix=f"{tag}gp:", ad_prefix=f"{tag}kad:",
-                      motor_velocity=20.0)
-    cfg["detector"].update(acquire_time=0.002, acquire_period=0.002)
-    qs = cfg["queueserver"]
-    qs["zmq_control_addr"] = f"tcp://127.0.0.1:{free_port()}"
-    qs["zmq_info_addr"] = f"tcp://127.0.0.1:{free_port()}"
-    qs["redis_addr"] = f"127.0.0.1:{free_port()}"
-    qs["redis_name_prefix"] = f"adscan_{tag}"
-    qs["existing_plans_devices"] = str(directory / "existing_plans_and_devices.yaml")
-    path = directory / "iconfig.yml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    shutil.copy(REPO / "startup" / "devices.yml", directory / "devices.yml")
-    return path
+    """A private copy of startup/iconfig.yml for tests: fast motors, 2 ms exposures."""
+    from adscan.config import write_private_iconfig
+
+    return write_private_iconfig(
+        directory, tag=tag, ca_port=ca_port, simulate=simulate,
+        epics={"connection_timeout": 5}, ioc={"motor_velocity": 20.0},
+        detector={"acquire_time": 0.002, "acquire_period": 0.002})
 
 
 ICONFIG = write_iconfig(SESSION_DIR / "config", tag=TAG, ca_port=CA_PORTS[0])
@@ -140,3 +128,30 @@ def beamline(iconfig):
 def pytest_sessionfinish(session, exitstatus):
     if exitstatus == 0 and not os.environ.get("ADSCAN_KEEP_TEST_DATA"):
         shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_service(directory: Path, edit=None):
+    """A private RE Manager (own Redis, ZMQ ports, data directory) on the session's IOC.
+
+    Its queue and history do not leak into other modules.  ``edit(raw_iconfig_dict)`` may
+    change the written configuration first.  Yields the loaded iconfig; stops it at the end.
+    """
+    from adscan import services
+    from adscan.config import load_iconfig
+
+    path = write_iconfig(directory, tag=TAG, ca_port=CA_PORTS[0])
+    if edit is not None:
+        raw = yaml.safe_load(path.read_text())
+        edit(raw)
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_iconfig(path)
+    session_iconfig = os.environ["ADSCAN_ICONFIG"]
+    os.environ["ADSCAN_ICONFIG"] = str(path)  # the worker (profile) reads it at start-up
+    try:
+        services.up(cfg, ioc=False)
+        os.environ["ADSCAN_ICONFIG"] = session_iconfig
+        yield cfg
+    finally:
+        os.environ["ADSCAN_ICONFIG"] = session_iconfig
+        services.down(cfg)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from bluesky_queueserver_api import BFunc, BPlan
 from bluesky_queueserver_api.zmq import REManagerAPI
-from conftest import CA_PORTS, REPO, TAG, write_iconfig
+from conftest import CA_PORTS, REPO, private_service
 
 from adscan import services
 
@@ -40,26 +40,16 @@ def keys():
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory, keys, beamline):
     """An encrypted RE Manager with the committed user-group permissions, environment open."""
-    from adscan.config import load_iconfig
-
     directory = tmp_path_factory.mktemp("secure")
-    path = write_iconfig(directory, tag=TAG, ca_port=CA_PORTS[0])
     key_file = directory / "zmq-private.key"
     key_file.write_text(f"{keys['private']}\n")
     key_file.chmod(0o600)
-    raw = yaml.safe_load(path.read_text())
-    raw["queueserver"]["zmq_private_key_file"] = str(key_file)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    cfg = load_iconfig(path)
-    session_iconfig = os.environ["ADSCAN_ICONFIG"]
-    os.environ["ADSCAN_ICONFIG"] = str(path)  # the worker (profile) reads it at start-up
-    try:
-        services.up(cfg, ioc=False)
-        os.environ["ADSCAN_ICONFIG"] = session_iconfig
+
+    def encrypt(raw: dict) -> None:
+        raw["queueserver"]["zmq_private_key_file"] = str(key_file)
+
+    with private_service(directory, edit=encrypt) as cfg:
         yield cfg
-    finally:
-        os.environ["ADSCAN_ICONFIG"] = session_iconfig
-        services.down(cfg)
 
 
 @pytest.fixture(scope="module")

@@ -149,23 +149,11 @@ def check_soak(cfg: dict, items: list[dict]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, beamline):
-    """A private RE Manager (own Redis, ZMQ ports, data directory: its queue and history do not
-    leak into other modules) on the session's simulated IOC."""
-    from conftest import CA_PORTS, TAG, write_iconfig
+    """A private RE Manager on the session's simulated IOC (see conftest.private_service)."""
+    from conftest import private_service
 
-    from adscan.config import load_iconfig
-
-    path = write_iconfig(tmp_path_factory.mktemp("soak"), tag=TAG, ca_port=CA_PORTS[0])
-    cfg = load_iconfig(path)
-    session_iconfig = os.environ["ADSCAN_ICONFIG"]
-    os.environ["ADSCAN_ICONFIG"] = str(path)  # the worker (profile) reads it at start-up
-    try:
-        services.up(cfg, ioc=False)
-        os.environ["ADSCAN_ICONFIG"] = session_iconfig
+    with private_service(tmp_path_factory.mktemp("soak")) as cfg:
         yield cfg
-    finally:
-        os.environ["ADSCAN_ICONFIG"] = session_iconfig
-        services.down(cfg)
 
 
 @pytest.fixture(scope="module")
