@@ -12,31 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report  # noqa: E402
 from _service import Bench  # noqa: E402
 from bench_scans import set_acquire  # noqa: E402
-
-
-def lz4_alone(frames, path: Path, per_flush: int) -> float:
-    """Frames/s appending ``frames`` (one chunk each, LZ4), flushing every ``per_flush``."""
-    import h5py
-    import hdf5plugin
-
-    shape = frames[0].shape
-    t0 = time.perf_counter()
-    with h5py.File(path, "w") as f:
-        ds = f.create_dataset("data", shape=(0, *shape), maxshape=(None, *shape),
-                              dtype=frames[0].dtype, chunks=(1, *shape), **hdf5plugin.LZ4())
-        for i, frame in enumerate(frames):
-            ds.resize(i + 1, axis=0)
-            ds[i] = frame
-            if (i + 1) % per_flush == 0:
-                f.flush()
-    return len(frames) / (time.perf_counter() - t0)
+from bench_simulator import lz4_alone  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
