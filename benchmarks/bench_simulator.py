@@ -53,6 +53,9 @@ def pipeline(prefix: str, n: int, data_dir: Path) -> tuple[float, int]:
     # Prime HDF1 with one frame (a fresh plugin does not know the array size yet).
     caput(p + "cam1:ImageMode", 0, wait=True)
     caput(p + "cam1:Acquire", 1, wait=True)
+    t0 = time.perf_counter()  # the plugin takes the frame from its queue a little later
+    while not caget(p + "HDF1:ArraySize0_RBV", use_monitor=False) and time.perf_counter() - t0 < 10:
+        time.sleep(0.01)
     caput(p + "cam1:ImageMode", 1, wait=True)
     caput(p + "HDF1:FilePath", str(data_dir) + "/", wait=True)
     caput(p + "HDF1:FileName", "bench", wait=True)
@@ -61,8 +64,9 @@ def pipeline(prefix: str, n: int, data_dir: Path) -> tuple[float, int]:
     busy.wait_for_connection(5)
     t0 = time.perf_counter()
     caput(p + "cam1:Acquire", 1)
-    time.sleep(0.05)
-    while busy.get() == 1 and time.perf_counter() - t0 < 600:
+    while busy.get() != 1 and time.perf_counter() - t0 < 10:  # acquisition has started
+        time.sleep(0.001)
+    while busy.get() == 1 and time.perf_counter() - t0 < 600:  # ... and is over
         time.sleep(0.005)
     seconds = time.perf_counter() - t0
     captured = int(caget(p + "HDF1:NumCaptured_RBV"))
