@@ -18,7 +18,7 @@ logger = logging.getLogger("adscan.instrument")
 iconfig = load_iconfig()
 
 from apstools.utils import StoredDict  # noqa: E402
-from bluesky import RunEngine, SupplementalData  # noqa: E402
+from bluesky import RunEngine  # noqa: E402
 from bluesky.plans import *  # noqa: E402,F403 - the stock plans stay available
 from bluesky_queueserver import is_re_worker_active  # noqa: E402
 
@@ -31,7 +31,7 @@ from adscan.plans import (  # noqa: E402,F401 - exported to users and the queue 
     adscan_scan,
     adscan_scan2,
 )
-from adscan.preprocessors import motor_start_stream  # noqa: E402
+from adscan.preprocessors import add_profile_streams  # noqa: E402
 from adscan.progress import PROGRESS, adscan_progress  # noqa: E402,F401 - a worker function
 from adscan.specfile import make_spec_writer  # noqa: E402
 
@@ -59,12 +59,7 @@ for _name, _why in missing_devices.items():
     print(f"adscan: device {_name} is MISSING: {_why}")
 
 # --- baseline (motors, detector timing) and the motor positions at each run's start ---
-sd = SupplementalData()
-sd.baseline = list(_found.motors.values())
-for _det in _found.detectors.values():
-    sd.baseline += [_det.cam.acquire_time, _det.cam.acquire_period]
-RE.preprocessors.append(sd)
-RE.preprocessors.append(motor_start_stream(list(_found.motors.values())))
+sd = add_profile_streams(RE, _found.motors.values(), _found.detectors.values())
 
 # --- progress: a console line per point in the worker; adscan_progress() anywhere ----
 RE.subscribe(PROGRESS)

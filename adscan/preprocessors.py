@@ -62,3 +62,19 @@ def motor_start_stream(motors: Sequence[Any]):
         return (yield from bpp.plan_mutator(plan, insert))
 
     return preprocessor
+
+
+def add_profile_streams(RE, motors: Sequence[Any], detectors: Sequence[Any]):
+    """The profile's supplemental streams on ``RE``; returns the ``SupplementalData``.
+
+    ``baseline``: the motors and each area detector's acquire time and period, read at the
+    start and end of every run; ``label_start_motor``: see :func:`motor_start_stream`.
+    """
+    from bluesky import SupplementalData
+
+    motors = list(motors)
+    timing = [sig for det in detectors for sig in (det.cam.acquire_time, det.cam.acquire_period)]
+    sd = SupplementalData(baseline=[*motors, *timing])
+    RE.preprocessors.append(sd)
+    RE.preprocessors.append(motor_start_stream(motors))
+    return sd

@@ -84,6 +84,14 @@ def _resolve(obj: Any, kind: str) -> Any:
     return obj
 
 
+def _two_motors(motor1: Any, motor2: Any) -> tuple[Any, Any]:
+    """Resolve the two motors of a two-motor plan; they must be different."""
+    motor1, motor2 = _resolve(motor1, "motor"), _resolve(motor2, "motor")
+    if motor1 is motor2:
+        raise PlanArgumentError(f"motor1 and motor2 must differ, both are {motor1.name}")
+    return motor1, motor2
+
+
 def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PlanArgumentError(f"{name} must be an integer, got {value!r}")
@@ -324,9 +332,7 @@ def adscan_scan2(
         Extra metadata for the run.
     """
     dets = _detectors(detectors)
-    motor1, motor2 = _resolve(motor1, "motor"), _resolve(motor2, "motor")
-    if motor1 is motor2:
-        raise PlanArgumentError(f"motor1 and motor2 must differ, both are {motor1.name}")
+    motor1, motor2 = _two_motors(motor1, motor2)
     _check_int("num", num, 1, MAX_POINTS)
     _check_int("frames", frames, 1, MAX_FRAMES)
     _check_position(motor1, "start1/stop1", start1, stop1)
@@ -392,9 +398,7 @@ def adscan_grid_scan(
         Extra metadata for the run.
     """
     dets = _detectors(detectors)
-    motor1, motor2 = _resolve(motor1, "motor"), _resolve(motor2, "motor")
-    if motor1 is motor2:
-        raise PlanArgumentError(f"motor1 and motor2 must differ, both are {motor1.name}")
+    motor1, motor2 = _two_motors(motor1, motor2)
     _check_int("num1", num1, 1, MAX_POINTS)
     _check_int("num2", num2, 1, MAX_POINTS)
     if num1 * num2 > MAX_POINTS:

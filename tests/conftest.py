@@ -91,6 +91,21 @@ def start_ioc(
     raise RuntimeError(f"IOC on port {port} did not become ready; see {log.name}")
 
 
+QSERVER = str(Path(sys.executable).with_name("qserver"))
+
+
+def qserver(cfg: dict, *words: str, check: bool = True,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the real ``qserver`` CLI against the RE Manager of ``cfg``."""
+    env = dict(os.environ, QSERVER_ZMQ_CONTROL_ADDRESS=cfg["queueserver"]["zmq_control_addr"],
+               QSERVER_ZMQ_INFO_ADDRESS=cfg["queueserver"]["zmq_info_addr"])
+    proc = subprocess.run([QSERVER, *words], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f"qserver {' '.join(words)}: {proc.stdout}\n{proc.stderr}"
+    return proc
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> int | None:
     """SIGTERM, then SIGKILL after ``timeout``; return the exit code."""
     if proc.poll() is None:

@@ -16,6 +16,7 @@ tests may kill and restart the IOC, Redis and the RE Manager without touching ot
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import signal
@@ -32,13 +33,13 @@ import pytest
 import yaml
 from bluesky_queueserver_api import BPlan
 from conftest import CA_PORTS, SESSION_DIR, TAG, write_iconfig
+from conftest import qserver as _qserver
 
 from adscan import services
 from adscan.config import load_iconfig
 
 pytestmark = pytest.mark.timeout(240)
 
-QSERVER = str(Path(sys.executable).with_name("qserver"))
 
 #: Seconds within which a plan must fail once its IOC is gone.
 IOC_LOSS_BOUND = 30.0
@@ -73,18 +74,13 @@ def make_stack_config(name: str, ca_port: int, **epics) -> dict:
     return load_iconfig(path)
 
 
+#: The CLI with this module's 30 s bound per call.
+qserver = functools.partial(_qserver, timeout=30)
+
+
 def stack_up(cfg: dict, ioc: bool = True) -> None:
     with stack_env(cfg):
         services.up(cfg, ioc=ioc)
-
-
-def qserver(cfg: dict, *words: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, QSERVER_ZMQ_CONTROL_ADDRESS=cfg["queueserver"]["zmq_control_addr"],
-               QSERVER_ZMQ_INFO_ADDRESS=cfg["queueserver"]["zmq_info_addr"])
-    proc = subprocess.run([QSERVER, *words], capture_output=True, text=True, env=env, timeout=30)
-    if check:
-        assert proc.returncode == 0, f"qserver {' '.join(words)}: {proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 def wait_for(predicate, timeout: float, period: float = 0.1, what: str = ""):

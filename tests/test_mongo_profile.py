@@ -43,10 +43,10 @@ def found_devices(iconfig, beamline):
 
 def make_profile_RE(cfg: dict, found):
     """RE with the writers and preprocessors of adscan.instrument (same functions)."""
-    from bluesky import RunEngine, SupplementalData
+    from bluesky import RunEngine
 
     from adscan.catalog import make_catalog_writer
-    from adscan.preprocessors import motor_start_stream
+    from adscan.preprocessors import add_profile_streams
     from adscan.specfile import make_spec_writer
 
     RE = RunEngine({}, context_managers=[])
@@ -55,12 +55,7 @@ def make_profile_RE(cfg: dict, found):
     RE.subscribe(writer)
     specwriter = make_spec_writer(cfg, RE=RE)
     RE.subscribe(specwriter.receiver)
-    sd = SupplementalData()
-    sd.baseline = list(found.motors.values())
-    for det in found.detectors.values():
-        sd.baseline += [det.cam.acquire_time, det.cam.acquire_period]
-    RE.preprocessors.append(sd)
-    RE.preprocessors.append(motor_start_stream(list(found.motors.values())))
+    add_profile_streams(RE, found.motors.values(), found.detectors.values())
     return RE, writer, specwriter
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,12 +19,12 @@ import hdf5plugin  # noqa: F401 - LZ4 filter for h5py
 import numpy as np
 import pytest
 from bluesky_queueserver_api import BPlan
+from conftest import qserver
 
 from adscan import services
 
 pytestmark = pytest.mark.timeout(900)
 
-QSERVER = str(Path(sys.executable).with_name("qserver"))
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +40,6 @@ def rm(service):
     api = services.re_manager_api(service, timeout=10)
     yield api
     api.close()
-
-
-def qserver(cfg: dict, *words: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the real ``qserver`` CLI against this session's RE Manager."""
-    env = dict(os.environ, QSERVER_ZMQ_CONTROL_ADDRESS=cfg["queueserver"]["zmq_control_addr"],
-               QSERVER_ZMQ_INFO_ADDRESS=cfg["queueserver"]["zmq_info_addr"])
-    proc = subprocess.run([QSERVER, *words], capture_output=True, text=True, env=env, timeout=60)
-    if check:
-        assert proc.returncode == 0, f"qserver {' '.join(words)}: {proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 def wait_idle(rm, n_history: int, timeout: float = 300.0) -> None:

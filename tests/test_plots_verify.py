@@ -27,13 +27,13 @@ FRAMES = 2
 @pytest.fixture(scope="module")
 def made_runs(iconfig, beamline):
     """Four small runs: count (3 x 2 frames), scan (5), scan2 (5), grid (3 x 3, snake)."""
-    from bluesky import RunEngine, SupplementalData
+    from bluesky import RunEngine
 
     from adscan import plans as ap
     from adscan.catalog import make_catalog_writer
     from adscan.config import load_devices
     from adscan.devices import create_devices
-    from adscan.preprocessors import motor_start_stream
+    from adscan.preprocessors import add_profile_streams
     from adscan.specfile import make_spec_writer
 
     RE = RunEngine({})
@@ -43,13 +43,9 @@ def made_runs(iconfig, beamline):
     found = create_devices(iconfig, load_devices())
     assert not found.missing, found.missing
     det = found.devices["simdet"]
-    # 2 ms frames finish before ophyd's SingleTrigger.trigger() returns its status (it then
-    # returns None, the RunEngine fails); 20 ms frames avoid that race.
-    det.cam.acquire_time.put(0.02)
+    det.cam.acquire_time.put(0.02)  # 20 ms frames
     det.cam.acquire_period.put(0.02)
-    motors = list(found.motors.values())
-    RE.preprocessors.append(SupplementalData(baseline=motors))
-    RE.preprocessors.append(motor_start_stream(motors))
+    add_profile_streams(RE, found.motors.values(), found.detectors.values())
     uids = {
         "count": RE(ap.adscan_count(num=3, frames=FRAMES))[0],
         "scan": RE(ap.adscan_scan("m1", -1, 1, 5, frames=FRAMES))[0],
