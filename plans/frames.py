@@ -6,6 +6,7 @@ import datetime
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,16 @@ def preflight(det: Any) -> None:
             f"{CONNECT_TIMEOUT:.0f} s: is the detector IOC running?")
     if det._staged != Staged.no:  # a plan ended while its IOC was gone: unstage failed then
         logger.warning("%s was left staged by an earlier plan: unstaging it now", det.name)
-        try:
-            det.unstage()
-        except Exception as ex:
-            raise DetectorNotReady(f"{det.name}: left staged and cannot unstage: {ex}") from ex
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while True:  # an IOC just restarted may still be reconnecting some PVs
+            try:
+                det.unstage()
+                break
+            except Exception as ex:
+                if time.monotonic() > deadline:
+                    raise DetectorNotReady(
+                        f"{det.name}: left staged and cannot unstage: {ex}") from ex
+                time.sleep(0.5)
     restore = getattr(det, "adscan_restore", None)
     if restore is not None and restore():
         logger.warning("%s: HDF1 was not primed (IOC restarted?): reconfigured and primed",
