@@ -6,6 +6,7 @@
   adscan ioc       run the simulated IOC in the foreground
   adscan demo      bring the service up and run the how-to's four plans through the queue
   adscan plot      PNG plots of a run          adscan verify   check a run's data end to end
+  adscan watch     the running scan, live (table, progress bar, --plot / --out FILE.png)
   adscan bench     benchmarks (see benchmarks/RESULTS.md)
 
 Settings: startup/iconfig.yml, or the file named by $ADSCAN_ICONFIG.
@@ -48,6 +49,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         if infos[-1].state == "down":
             print("adscan up: WARNING the IOC does not answer; the environment may fail to open",
                   file=sys.stderr)
+    from adscan.live import proxy
+
+    infos.append(proxy.ensure_proxy(cfg))
+    print(f"zmq-proxy   {infos[-1].state:8s} {infos[-1].address}", flush=True)
     infos.append(services.ensure_re_manager(cfg))
     print(f"re-manager  {infos[-1].state:8s} {infos[-1].address}", flush=True)
     if not args.no_environment:
@@ -102,6 +107,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return main_verify(_forward(args)) or 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from adscan.live.watch import main_watch
+
+    return main_watch(_cfg(args), args.rest) or 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -152,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("plot", cmd_plot, "PNG plots of a run (`adscan plot -1 --out DIR`)"),
         ("verify", cmd_verify, "check a run's images, stats and SPEC scan (`adscan verify -1`)"),
+        ("watch", cmd_watch, "the running scan, live: table, progress, `--plot`/`--out F.png`"),
         ("bench", cmd_bench, "run the benchmarks (`adscan bench --quick`)"),
     ):
         p = sub.add_parser(name, help=text, add_help=False)
@@ -165,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if args.command == "ioc":  # every option goes to adscan.iocs.server, --help included
         args.ioc_args = [*extra, *args.ioc_args] if extra else args.ioc_args
-    elif args.command in ("plot", "verify", "bench"):
+    elif args.command in ("plot", "verify", "bench", "watch"):
         args.rest = [*extra, *args.rest]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

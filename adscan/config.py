@@ -88,6 +88,9 @@ def write_private_iconfig(
     qs["redis_addr"] = f"127.0.0.1:{redis}"
     qs["redis_name_prefix"] = f"adscan_{tag}"
     qs["existing_plans_devices"] = str(directory / "existing_plans_and_devices.yaml")
+    if "live" in cfg:  # the 0MQ proxy's ports, private too
+        proxy_in, proxy_out = free_ports(2)
+        cfg["live"].update(proxy_in=f"127.0.0.1:{proxy_in}", proxy_out=f"127.0.0.1:{proxy_out}")
     for section, values in sections.items():
         cfg.setdefault(section, {}).update(values)
     path = directory / "iconfig.yml"

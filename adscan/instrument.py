@@ -32,7 +32,11 @@ from adscan.plans import (  # noqa: E402,F401 - exported to users and the queue 
     adscan_scan2,
 )
 from adscan.preprocessors import add_profile_streams  # noqa: E402
-from adscan.progress import PROGRESS, adscan_progress  # noqa: E402,F401 - a worker function
+from adscan.progress import (  # noqa: E402,F401 - adscan_progress: a worker function
+    PROGRESS,
+    adscan_progress,
+    item_uid_preprocessor,
+)
 from adscan.specfile import make_spec_writer  # noqa: E402
 
 # --- RunEngine with metadata that survives restarts (scan_id keeps counting) -----------
@@ -48,6 +52,18 @@ catalog_writer = make_catalog_writer(iconfig)
 RE.subscribe(catalog_writer)
 specwriter = make_spec_writer(iconfig, RE=RE)
 RE.subscribe(specwriter.receiver)
+RE.preprocessors.append(item_uid_preprocessor)  # start documents name their queue item
+
+# --- a NeXus file per run (nexus.enabled) and every document to the 0MQ proxy ----------
+from adscan.callbacks.nexus import make_nexus_writer  # noqa: E402
+from adscan.callbacks.publisher import make_publisher  # noqa: E402
+
+nxwriter = make_nexus_writer(iconfig)
+if nxwriter is not None:
+    RE.subscribe(nxwriter.receiver)
+live_publisher = make_publisher(iconfig)
+if live_publisher is not None:
+    RE.subscribe(live_publisher)
 if not is_re_worker_active():  # the catalog is for people; the worker only writes to it
     cat = open_catalog(iconfig)
 

@@ -8,6 +8,11 @@ which ``qserver-console-monitor`` and the RE Manager log show.  ``adscan_progres
 function of the profile, so clients can ask while a plan runs::
 
     qserver function execute '{"name": "adscan_progress"}' background
+
+It answers the running queue item's uid (``item_uid``), the uids of its runs so far
+(``run_uids``), points done/total and the estimated time left.  Every start document also
+carries ``item_uid`` (:func:`item_uid_preprocessor`, queueserver issue #374), so document
+consumers (the catalog, ``adscan watch``) can tell which queue item made a run.
 """
 
 from __future__ import annotations
@@ -17,7 +22,35 @@ import threading
 import time
 from typing import Any, TextIO
 
+from bluesky import preprocessors as bpp
 from bluesky.callbacks.core import CallbackBase
+
+
+def running_item_uid() -> str | None:
+    """The uid of the queue item the RE Worker is running, or None outside the worker.
+
+    bluesky-queueserver 0.0.25 runs the profile inside its ``RunEngineWorker`` process (a
+    ``multiprocessing.Process``), which keeps the running item in ``_running_plan_info``
+    (the same value its ``status`` reports as ``running_item_uid``).  There is no public
+    accessor: this is the one place that reads it.
+    """
+    import multiprocessing
+
+    info = getattr(multiprocessing.current_process(), "_running_plan_info", None)
+    return info.get("item_uid") if isinstance(info, dict) else None
+
+
+def item_uid_preprocessor(plan):
+    """RunEngine preprocessor: every run opened by a queue item gets ``item_uid`` in its start."""
+
+    def add_item_uid(msg):
+        if msg.command == "open_run":
+            uid = running_item_uid()
+            if uid:
+                return msg._replace(kwargs={**msg.kwargs, "item_uid": uid})
+        return msg
+
+    return (yield from bpp.msg_mutator(plan, add_item_uid))
 
 
 class ProgressReporter(CallbackBase):
@@ -38,11 +71,15 @@ class ProgressReporter(CallbackBase):
 
     def start(self, doc):
         total = doc.get("num_points")
+        item_uid = doc.get("item_uid")
         with self._lock:
             self._t0 = time.monotonic()
             self._primary = None
+            same_item = item_uid is not None and item_uid == self._state.get("item_uid")
+            run_uids = [*self._state.get("run_uids", []), doc["uid"]] if same_item else [doc["uid"]]
             self._state = {
                 "state": "running", "uid": doc["uid"], "scan_id": doc.get("scan_id"),
+                "item_uid": item_uid, "run_uids": run_uids, "time_start": doc.get("time"),
                 "plan": doc.get("adscan_plan") or doc.get("plan_name"),
                 "points_done": 0, "points_total": total, "elapsed_s": 0.0, "remaining_s": None,
                 "exit_status": None,
@@ -91,5 +128,10 @@ PROGRESS = ProgressReporter()
 
 
 def adscan_progress() -> dict[str, Any]:
-    """Progress of the run in progress (or the last one): points done/total, elapsed, left."""
+    """Progress of the run in progress (or the last one).
+
+    Keys: ``state`` (idle/running/finished), ``uid`` and ``scan_id`` of the run, ``item_uid``
+    (queue item), ``run_uids`` (every run of that item so far), ``plan``, ``points_done``,
+    ``points_total``, ``elapsed_s``, ``remaining_s`` (linear estimate), ``exit_status``.
+    """
     return PROGRESS.snapshot()

@@ -733,9 +733,12 @@ def close_environment(cfg: dict, timeout: float = 30.0) -> bool:
 def up(cfg: dict, *, ioc: bool = True, environment: bool = True,
        env_timeout: float = ENVIRONMENT_OPEN_TIMEOUT) -> list[ServiceInfo]:
     """Redis, then the IOC, then the RE Manager, then its worker environment."""
+    from adscan.live import proxy
+
     infos = [ensure_redis(cfg)]
     if ioc:
         infos.append(ensure_ioc(cfg))
+    infos.append(proxy.ensure_proxy(cfg))  # before the worker: its Publisher connects to it
     infos.append(ensure_re_manager(cfg))
     if environment:
         open_environment(cfg, timeout=env_timeout)
@@ -797,6 +800,9 @@ def status(cfg: dict, *, check_ioc: bool = True) -> list[ServiceInfo]:
                            str(re_manager_log(cfg)), detail))
     out.append(ServiceInfo("re-manager-info", state, qs["zmq_info_addr"], pid,
                            detail="console output (zmq_publish_console)"))
+    from adscan.live import proxy
+
+    out.append(proxy.proxy_status(cfg))
     return out + data_locations(cfg)
 
 
@@ -843,6 +849,10 @@ def down(cfg: dict, timeout: float = STOP_TIMEOUT) -> list[ServiceInfo]:
                            f"{ioc.get('ad_prefix', '')}".strip(), pid, str(ioc_log(cfg)),
                            _stop_pid(pid, timeout) if pid else "not started by adscan"))
     pid_file.unlink(missing_ok=True)
+
+    from adscan.live import proxy
+
+    out.append(proxy.stop_proxy(cfg, timeout))
 
     pid_file = _pid_file(cfg, "redis")
     pid = _redis_pid(cfg)

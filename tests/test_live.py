@@ -1,0 +1,401 @@
+"""Live documents, progress with the queue item uid, and the NeXus file per run.
+
+Real processes on loopback: the session's simulated IOC, Redis, the RE Manager, and the
+``bluesky-0MQ-proxy`` that ``services.up`` starts.  A ``RemoteDispatcher`` client and
+``adscan watch`` (a subprocess) follow plans queued through the RE Manager; what they
+receive is compared with the catalog and the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401 - LZ4 filter for h5py
+import numpy as np
+import psutil
+import pytest
+from bluesky_queueserver_api import BFunc, BPlan
+
+from adscan import services
+from adscan.live import proxy
+
+pytestmark = pytest.mark.timeout(600)
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGES = REPO / "docs" / "images"
+
+
+class Collector:
+    """A RemoteDispatcher in a thread, collecting (name, doc) from the proxy."""
+
+    def __init__(self, address: str):
+        from bluesky.callbacks.zmq import RemoteDispatcher
+
+        self.docs: list[tuple[str, dict]] = []
+        self.loop = asyncio.new_event_loop()
+        self.disp = RemoteDispatcher(address.split("://", 1)[1], loop=self.loop)
+        self.disp.subscribe(lambda name, doc: self.docs.append((name, doc)))
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        time.sleep(0.5)  # SUB connected before the first document
+
+    def _run(self):
+        with contextlib.suppress(asyncio.CancelledError):
+            self.disp.start()
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.disp._task.cancel)  # stop from its own loop
+        self.thread.join(10)
+
+    def runs(self) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for name, doc in self.docs:
+            if name == "start":
+                out[doc["uid"]] = {"start": doc, "descriptors": {}, "events": 0, "stop": None}
+        desc_run = {}
+        for name, doc in self.docs:
+            if name == "descriptor" and doc["run_start"] in out:
+                out[doc["run_start"]]["descriptors"][doc["name"]] = doc["uid"]
+                desc_run[doc["uid"]] = doc["run_start"]
+            elif name == "event" and doc["descriptor"] in desc_run:
+                out[desc_run[doc["descriptor"]]]["events"] += 1
+            elif name == "stop" and doc["run_start"] in out:
+                out[doc["run_start"]]["stop"] = doc
+        return out
+
+
+@pytest.fixture(scope="module")
+def service(iconfig, beamline):
+    infos = services.up(iconfig, ioc=False)
+    assert any(i.name == "zmq-proxy" and i.state == "up" for i in infos), infos
+    yield iconfig
+    services.down(iconfig)
+
+
+@pytest.fixture(scope="module")
+def rm(service):
+    api = services.re_manager_api(service, timeout=10)
+    yield api
+    api.close()
+
+
+def run_items(rm, plans, timeout=300.0) -> list[dict]:
+    n0 = rm.status()["items_in_history"]
+    for plan in plans:
+        result = rm.item_add(plan)
+        assert result["success"], result["msg"]
+    rm.queue_start()
+    rm.wait_for_idle(timeout=timeout)
+    items = rm.history_get()["items"][n0:]
+    for item in items:
+        assert item["result"]["exit_status"] == "completed", item["result"]
+    return items
+
+
+def test_proxy_up_in_status_on_loopback(service):
+    info = proxy.proxy_status(service)
+    assert info.state == "up" and info.pid
+    p_in, p_out = proxy.addresses(service)
+    assert info.address == f"in {p_in} out {p_out}"
+    listening = {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process(info.pid).net_connections()
+        if c.status == psutil.CONN_LISTEN
+    }
+    ports = {int(p_in.rsplit(":", 1)[1]), int(p_out.rsplit(":", 1)[1])}
+    assert listening == {("127.0.0.1", port) for port in ports}, listening
+    cmdline = psutil.Process(info.pid).cmdline()
+    assert "--in-address" in cmdline and "--out-address" in cmdline
+    assert "zmq-proxy" in services.format_table(services.status(service, check_ioc=False))
+
+
+def test_proxy_port_in_use_is_named(service, tmp_path):
+    import socket
+
+    cfg = {
+        **service,
+        "live": dict(service["live"]),
+        "instrument": {**service["instrument"], "data_dir": str(tmp_path)},
+    }
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        cfg["live"]["proxy_in"] = f"127.0.0.1:{port}"
+        with pytest.raises(services.ServiceError, match=f"port {port} \\(live.proxy_in\\)"):
+            proxy.ensure_proxy(cfg)
+
+
+@pytest.fixture(scope="module")
+def live_runs(service, rm):
+    """A scan and a snake grid scan through the queue, watched by a client and `adscan watch`."""
+    collector = Collector(proxy.addresses(service)[1])
+    png = Path(service["instrument"]["data_dir"]) / "watch-grid.png"
+    env = dict(os.environ, ADSCAN_ICONFIG=service["_path"], MPLBACKEND="Agg")
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "adscan.cli", "watch", "--out", str(png), "--timeout", "240"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    time.sleep(3.0)  # the watcher's SUB socket connects
+    plans = [
+        BPlan("adscan_scan", "m1", -1, 1, 6, frames=2),
+        BPlan("adscan_grid_scan", "m1", -1, 1, 5, "m2", -0.5, 0.5, 4, snake=True, frames=2),
+    ]
+    n0 = rm.status()["items_in_history"]
+    for plan in plans:
+        assert rm.item_add(plan)["success"]
+    rm.queue_start()
+    png_during_grid = None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        st = rm.status()
+        runs = collector.runs()
+        grid = [r for r in runs.values() if r["start"].get("plan_pattern") == "outer_product"]
+        if grid and grid[0]["stop"] is None and grid[0]["events"] >= 6 and png.exists():
+            png_during_grid = (grid[0]["events"], png.stat().st_mtime)
+        if st["manager_state"] == "idle" and st["items_in_history"] >= n0 + 2:
+            break
+        time.sleep(0.2)
+    time.sleep(1.5)  # last documents and the watcher's final refresh
+    watch.terminate()
+    out, _ = watch.communicate(timeout=30)
+    collector.close()
+    items = rm.history_get()["items"][n0:]
+    for item in items:
+        assert item["result"]["exit_status"] == "completed", item["result"]
+    return {
+        "items": items,
+        "collector": collector,
+        "watch_out": out,
+        "png": png,
+        "png_during_grid": png_during_grid,
+    }
+
+
+def test_remote_dispatcher_gets_what_the_catalog_holds(live_runs, service):
+    from adscan.catalog import open_catalog
+
+    cat = open_catalog(service)
+    got = live_runs["collector"].runs()
+    for item in live_runs["items"]:
+        (uid,) = item["result"]["run_uids"]
+        assert uid in got, (uid, list(got))
+        live = got[uid]
+        run = cat[uid]
+        docs = list(run.documents(fill="no"))
+        start = next(d for n, d in docs if n == "start")
+        assert live["start"] == start
+        assert live["start"]["item_uid"] == item["item_uid"]  # queueserver #374
+        descriptors = {d["name"]: d["uid"] for n, d in docs if n == "descriptor"}
+        assert live["descriptors"] == descriptors
+        events = sum(1 for n, d in docs if n == "event")
+        events += sum(len(d["seq_num"]) for n, d in docs if n == "event_page")
+        assert live["events"] == events and events > 0
+        assert live["stop"]["uid"] == next(d for n, d in docs if n == "stop")["uid"]
+        assert len(run.primary.read()["time"]) == start["num_points"]
+
+
+def test_watch_prints_table_and_progress(live_runs):
+    out = live_runs["watch_out"]
+    print(out)
+    assert "adscan watch: no run in progress; waiting for one on tcp://127.0.0.1:" in out
+    for item in live_runs["items"]:
+        (uid,) = item["result"]["run_uids"]
+        assert f"run uid {uid}  queue item {item['item_uid']}" in out
+    assert "[##############################] 20/20  100%" in out
+    assert "[#####" in out and "~" in out and "s left" in out
+    assert "simdet_stats1_total" in out and "m1" in out  # LiveTable header
+    assert out.count("completed,") == 2
+
+
+def test_watch_png_written_during_grid(live_runs):
+    import matplotlib.image as mpimg
+
+    assert live_runs["png_during_grid"] is not None, "no PNG while the grid scan ran"
+    image = mpimg.imread(live_runs["png"])
+    assert image.shape[0] > 200 and image.shape[1] > 400 and image.std() > 0.01
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    shutil.copy(live_runs["png"], IMAGES / "watch-grid.png")  # the README's figure
+
+
+def _progress(rm) -> dict:
+    result = rm.function_execute(BFunc("adscan_progress"), run_in_background=True)
+    assert result["success"], result
+    rm.wait_for_completed_task(result["task_uid"], timeout=30)
+    return rm.task_result(result["task_uid"])["result"]["return_value"]
+
+
+def test_progress_mid_scan_names_item_run_and_time_left(service, rm):
+    collector = Collector(proxy.addresses(service)[1])
+    try:
+        assert rm.item_add(BPlan("adscan_scan", "m1", -1, 1, 40, frames=3))["success"]
+        rm.queue_start()
+        deadline = time.monotonic() + 120
+        value = None
+        while time.monotonic() < deadline:
+            value = _progress(rm)
+            if value.get("state") == "running" and 5 <= value["points_done"] <= 30:
+                break
+            time.sleep(0.3)
+        st = rm.status()
+        assert value["state"] == "running", value
+        assert value["item_uid"] == st["running_item_uid"]
+        assert value["points_total"] == 40
+        assert value["run_uids"] == [value["uid"]]
+        done = value["points_done"]
+        assert value["remaining_s"] == pytest.approx(
+            value["elapsed_s"] / done * (40 - done), rel=0.05
+        )
+        assert value["remaining_s"] > 0
+        events = collector.runs().get(value["uid"], {}).get("events", 0)
+        assert abs(events - done) <= 3, (events, done)  # the documents agree
+        rm.wait_for_idle(timeout=120)
+        item = rm.history_get()["items"][-1]
+        assert item["result"]["run_uids"] == [value["uid"]]
+        final = _progress(rm)
+        assert final["state"] == "finished" and final["points_done"] == 40
+        assert final["remaining_s"] == 0.0
+    finally:
+        collector.close()
+
+
+# ------------------------------------------------------------------------------ NeXus
+
+
+def nexus_file(service, uid: str, timeout: float = 30.0) -> Path:
+    directory = Path(service["nexus"]["directory"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [p for p in directory.glob(f"*-{uid[:7]}.nxs")]
+        if found:
+            with contextlib.suppress(OSError), h5py.File(found[0], "r"):
+                return found[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no NeXus file for {uid} in {directory}")
+
+
+def _item(live_runs, pattern):
+    return next(i for i in live_runs["items"] if i["name"] == pattern)
+
+
+def test_nexus_grid_file_structure(live_runs, service):
+    item = _item(live_runs, "adscan_grid_scan")
+    (uid,) = item["result"]["run_uids"]
+    path = nexus_file(service, uid)
+    assert path.parent == Path(service["spec"]["directory"])  # beside the SPEC file
+    with h5py.File(path, "r") as f:
+        assert f.attrs["default"] == "entry"
+        entry = f["entry"]
+        assert entry.attrs["NX_class"] == "NXentry" and entry.attrs["default"] == "data"
+        assert entry["entry_identifier"][()].decode() == uid
+        assert int(entry["scan_id"][()]) == int(item["result"]["scan_ids"][0])
+        assert "adscan_grid_scan" in entry["plan"][()].decode()
+        assert entry["item_uid"][()].decode() == item["item_uid"]
+        data = entry["data"]
+        assert data.attrs["NX_class"] == "NXdata"
+        assert data.attrs["signal"] == "simdet_stats1_total"
+        assert list(data.attrs["axes"]) == ["m1", "m2"]
+        assert data["simdet_stats1_total"].shape == (5, 4)
+        assert data["m1"].shape == (5,) and data["m2"].shape == (4,)
+        assert int(data.attrs["m1_indices"]) == 0 and int(data.attrs["m2_indices"]) == 1
+        np.testing.assert_allclose(data["m1"][()], np.linspace(-1, 1, 5), atol=1e-3)
+        np.testing.assert_allclose(data["m2"][()], np.linspace(-0.5, 0.5, 4), atol=1e-3)
+        # snake: each point's total lands on its (row, column), checked against the stream
+        totals = entry["instrument/bluesky/streams/primary/simdet_stats1_total/value"][()]
+        rc = data["point_index"][()]
+        assert rc[4].tolist() == [1, 3]  # first point of the second (reversed) row
+        np.testing.assert_array_equal(data["simdet_stats1_total"][()][rc[:, 0], rc[:, 1]], totals)
+        link = data.get("images", getlink=True)
+        assert isinstance(link, h5py.ExternalLink) and not os.path.isabs(link.filename)
+        inst = entry["instrument"]
+        assert inst.attrs["NX_class"] == "NXinstrument"
+        for m in ("m1", "m2"):
+            assert inst[m].attrs["NX_class"] == "NXpositioner"
+            assert inst[m]["value"].shape == inst[m]["target_value"].shape == (20,)
+        assert inst["simdet"].attrs["NX_class"] == "NXdetector"
+        assert isinstance(inst["simdet"].get("data", getlink=True), h5py.ExternalLink)
+        # images are linked, not copied: the NeXus file is small
+        assert path.stat().st_size < 2_000_000
+
+
+def test_nexus_images_through_link_with_silx(live_runs, service, tmp_path, monkeypatch):
+    """silx reads the frames through the relative link, equal to the AD file and the catalog."""
+    import silx.io
+
+    from adscan.catalog import image_files, open_catalog
+
+    item = _item(live_runs, "adscan_scan")
+    (uid,) = item["result"]["run_uids"]
+    path = nexus_file(service, uid)
+    monkeypatch.chdir(tmp_path)  # relative link resolved from the NeXus file's directory
+    run = open_catalog(service)[uid]
+    (ad_file,) = image_files(run)
+    with silx.io.open(str(path)) as f:
+        default = f[f"/{f.attrs['default']}"]
+        data = default[default.attrs["default"]]
+        assert data.attrs["signal"] == "simdet_stats1_total"
+        assert list(data.attrs["axes"]) == ["m1"]
+        np.testing.assert_allclose(data["m1"][()], run.primary.read()["m1"].values)
+        images = data["images"]
+        frame_start = data["frame_start"][()]
+        fpp = int(data["frames_per_point"][()])
+        assert fpp == 2 and frame_start.tolist() == [0, 2, 4, 6, 8, 10]
+        with h5py.File(ad_file, "r") as src:
+            assert images.shape == src["/entry/data/data"].shape
+            np.testing.assert_array_equal(images[7], src["/entry/data/data"][7])
+        cat_image = run.primary.read()["simdet_image"].values  # (points, frames, rows, cols)
+        np.testing.assert_array_equal(images[frame_start[3] + 1], cat_image[3, 1])
+
+
+def _replay(run, writer, edit_resource=None):
+    for name, doc in run.documents(fill="no"):
+        if name == "resource" and edit_resource:
+            doc = edit_resource(dict(doc))
+        writer.receiver(name, doc)
+    writer.wait(60)
+
+
+def test_nexus_failures_are_logged_with_uid_and_leave_no_file(live_runs, service, tmp_path, caplog):
+    from adscan.callbacks.nexus import AdscanNXWriter
+    from adscan.catalog import open_catalog
+
+    item = _item(live_runs, "adscan_scan")
+    (uid,) = item["result"]["run_uids"]
+    run = open_catalog(service)[uid]
+    spec = Path(service["spec"]["directory"]) / service["spec"]["file"]
+    spec_before = spec.read_bytes()
+
+    # the area detector file is missing
+    writer = AdscanNXWriter()
+    writer.file_path = tmp_path
+    writer.image_file_timeout = 0.5
+    _replay(run, writer, lambda doc: {**doc, "resource_path": "gone/missing.h5"})
+    assert [u for u, _ in writer.failures] == [uid]
+    assert "missing" in writer.failures[0][1]
+    assert list(tmp_path.glob("*.nxs")) == []
+    assert any(uid in r.getMessage() and "NOT written" in r.getMessage() for r in caplog.records)
+
+    # the disk is full (every write fails with ENOSPC)
+    writer = AdscanNXWriter()
+    writer.make_file_name = lambda: Path("/dev/full")
+    _replay(run, writer)
+    assert [u for u, _ in writer.failures] == [uid], writer.failures
+
+    # a good replay writes a file: the failures above were the faults, not the writer
+    writer = AdscanNXWriter()
+    writer.file_path = tmp_path
+    _replay(run, writer)
+    assert writer.failures == [] and len(writer.written) == 1
+    assert spec.read_bytes() == spec_before  # the SPEC file was never touched
