@@ -8,7 +8,6 @@ per point through the real RE Manager, waits for them, and prints what landed wh
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 import time
 from pathlib import Path
@@ -24,28 +23,52 @@ DEMO_PLANS: list[tuple[str, list, dict]] = [
 
 
 class ProgressBar:
-    """A one-line bar from the worker's ``[adscan] ... point i/N`` console lines."""
+    """A one-line bar from ``adscan_progress()``, the profile function the queue server runs.
 
-    PATTERN = re.compile(r"\[adscan\] scan (\S+) (\S+): point (\d+)/(\d+)")
+    The figures (points done/total, time left) come from the worker itself, asked through
+    ``function_execute`` as any client may, not from the console text.
+    """
 
-    def __init__(self, progress=print, width: int = 30):
+    def __init__(self, progress=print, width: int = 30, period: float = 0.5):
         self.active = progress is print and sys.stdout.isatty()
         self.width = width
+        self.period = period
+        self._next = 0.0
 
-    def feed(self, text: str) -> None:
-        for line in text.splitlines():
-            m = self.PATTERN.search(line)
-            if m and self.active:
-                done, total = int(m.group(3)), int(m.group(4))
-                fill = self.width * done // max(total, 1)
-                sys.stdout.write(f"\r  scan {m.group(1)} {m.group(2):<18} "
-                                 f"[{'#' * fill}{'.' * (self.width - fill)}] {done}/{total}")
-                sys.stdout.flush()
+    def poll(self, rm) -> None:
+        """Ask the worker (at most every ``period`` s) and redraw the bar."""
+        if not self.active or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.period
+        with contextlib.suppress(Exception):  # a busy or closing worker: next time
+            self.feed(adscan_progress(rm))
+
+    def feed(self, value: dict[str, Any]) -> None:
+        if not self.active or value.get("state") != "running":
+            return
+        done, total = value.get("points_done", 0), value.get("points_total") or 0
+        fill = self.width * done // max(total, 1)
+        left = value.get("remaining_s")
+        sys.stdout.write(f"\r  scan {value.get('scan_id')} {value.get('plan', ''):<18} "
+                         f"[{'#' * fill}{'.' * (self.width - fill)}] {done}/{total or '?'}"
+                         + (f"  ~{left:.0f} s left " if left is not None else ""))
+        sys.stdout.flush()
 
     def clear(self) -> None:
         if self.active:
-            sys.stdout.write("\r" + " " * (self.width + 48) + "\r")
+            sys.stdout.write("\r" + " " * (self.width + 64) + "\r")
             sys.stdout.flush()
+
+
+def adscan_progress(rm, timeout: float = 5.0) -> dict[str, Any]:
+    """``adscan_progress()`` executed by the RE Worker (see :mod:`adscan.progress`)."""
+    from bluesky_queueserver_api import BFunc
+
+    result = rm.function_execute(BFunc("adscan_progress"), run_in_background=True)
+    if not result["success"]:
+        raise RuntimeError(result["msg"])
+    rm.wait_for_completed_task(result["task_uid"], timeout=timeout)
+    return rm.task_result(result["task_uid"])["result"]["return_value"]
 
 
 def queue_plans(cfg: dict, plans: list[tuple[str, list, dict]], timeout: float = 600.0,
@@ -62,7 +85,6 @@ def queue_plans(cfg: dict, plans: list[tuple[str, list, dict]], timeout: float =
     rm = re_manager_api(cfg, timeout=10)
     bar = ProgressBar(progress)
     try:
-        rm.console_monitor.enable()
         left = rm.queue_get()["items"]
         if left and not clear_queue:
             names = ", ".join(item["name"] for item in left[:5])
@@ -83,9 +105,7 @@ def queue_plans(cfg: dict, plans: list[tuple[str, list, dict]], timeout: float =
         t0 = time.monotonic()
         done = 0
         while True:
-            with contextlib.suppress(Exception):
-                while True:
-                    bar.feed(rm.console_monitor.next_msg(timeout=0.05)["msg"])
+            bar.poll(rm)
             status = rm.status()
             items = rm.history_get()["items"][before:]
             if len(items) > done:
@@ -109,8 +129,6 @@ def queue_plans(cfg: dict, plans: list[tuple[str, list, dict]], timeout: float =
         return rm.history_get()["items"][before:]
     finally:
         bar.clear()
-        with contextlib.suppress(Exception):
-            rm.console_monitor.disable()
         rm.close()
 
 

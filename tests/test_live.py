@@ -24,7 +24,7 @@ import hdf5plugin  # noqa: F401 - LZ4 filter for h5py
 import numpy as np
 import psutil
 import pytest
-from bluesky_queueserver_api import BFunc, BPlan
+from bluesky_queueserver_api import BPlan
 
 from adscan import services
 from adscan.live import proxy
@@ -172,8 +172,15 @@ def live_runs(service, rm):
         st = rm.status()
         runs = collector.runs()
         grid = [r for r in runs.values() if r["start"].get("plan_pattern") == "outer_product"]
-        if grid and grid[0]["stop"] is None and grid[0]["events"] >= 6 and png.exists():
-            png_during_grid = (grid[0]["events"], png.stat().st_mtime)
+        if (
+            grid
+            and grid[0]["stop"] is None
+            and grid[0]["primary"] >= 12
+            and png.exists()
+            and png_during_grid is None
+        ):
+            png_during_grid = png.with_name("watch-grid-during.png")
+            shutil.copy(png, png_during_grid)  # as the watcher drew it while the grid ran
         if st["manager_state"] == "idle" and st["items_in_history"] >= n0 + 2:
             break
         time.sleep(0.2)
@@ -237,17 +244,18 @@ def test_watch_png_written_during_grid(live_runs):
     import matplotlib.image as mpimg
 
     assert live_runs["png_during_grid"] is not None, "no PNG while the grid scan ran"
-    image = mpimg.imread(live_runs["png"])
-    assert image.shape[0] > 200 and image.shape[1] > 400 and image.std() > 0.01
+    for png in (live_runs["png"], live_runs["png_during_grid"]):
+        image = mpimg.imread(png)
+        assert image.shape[0] > 200 and image.shape[1] > 400 and image.std() > 0.01
     IMAGES.mkdir(parents=True, exist_ok=True)
-    shutil.copy(live_runs["png"], IMAGES / "watch-grid.png")  # the README's figure
+    shutil.copy(live_runs["png_during_grid"], IMAGES / "watch-grid.png")  # the README's
 
 
 def _progress(rm) -> dict:
-    result = rm.function_execute(BFunc("adscan_progress"), run_in_background=True)
-    assert result["success"], result
-    rm.wait_for_completed_task(result["task_uid"], timeout=30)
-    return rm.task_result(result["task_uid"])["result"]["return_value"]
+    """What the demo's progress bar asks: adscan_progress() run by the worker."""
+    from adscan.demo import adscan_progress
+
+    return adscan_progress(rm, timeout=30)
 
 
 def test_progress_mid_scan_names_item_run_and_time_left(service, rm):
@@ -450,3 +458,78 @@ def test_nexus_failures_are_logged_with_uid_and_leave_no_file(live_runs, service
     _replay(run, writer)
     assert writer.failures == [] and len(writer.written) == 1
     assert spec.read_bytes() == spec_before  # the SPEC file was never touched
+
+
+def _doc_snippet(marker: str) -> str:
+    text = (REPO / "docs" / "live-and-nexus.md").read_text()
+    blocks = text.split("```python\n")[1:]
+    return next(b.split("```", 1)[0] for b in blocks if marker in b)
+
+
+def test_docs_bec_snippet_watch_once_plot_and_qserver_progress(service, rm, tmp_path):
+    """The doc's BestEffortCallback client, `adscan watch --once --plot`, and the qserver CLI."""
+    import re
+
+    from conftest import qserver
+
+    out_addr = proxy.addresses(service)[1].split("://", 1)[1]
+    script = tmp_path / "bec_client.py"
+    script.write_text(_doc_snippet("BestEffortCallback").replace("127.0.0.1:60568", out_addr))
+    env = dict(os.environ, ADSCAN_ICONFIG=service["_path"], MPLBACKEND="Agg")
+    bec = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "adscan.cli", "watch", "--once", "--plot"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        time.sleep(4.0)  # both SUB sockets connected
+        (item,) = run_items(rm, [BPlan("adscan_count", num=3, frames=1)])
+        (uid,) = item["result"]["run_uids"]
+        out, _ = watch.communicate(timeout=60)  # --once: exits by itself after the run
+        assert watch.returncode == 0, out
+        assert f"run uid {uid}  queue item {item['item_uid']}" in out
+        assert "[##############################] 3/3  100%" in out
+        time.sleep(1.0)
+    finally:
+        for proc in (bec, watch):
+            if proc.poll() is None:
+                proc.terminate()
+    bec_out, _ = bec.communicate(timeout=30)
+    scan_id = item["result"]["scan_ids"][0]
+    assert f"Transient Scan ID: {scan_id}" in bec_out, bec_out
+    assert "simdet_stats1_total" in bec_out
+
+    task = qserver(service, "function", "execute", '{"name": "adscan_progress"}', "background")
+    task_uid = re.search(r"'task_uid': '([0-9a-f-]{36})'", task.stdout).group(1)
+    time.sleep(1.0)
+    result = qserver(service, "task", "result", task_uid).stdout
+    assert "'points_done': 3" in result and f"'uid': '{uid}'" in result, result
+
+
+def test_demo_progress_bar_draws_adscan_progress(capsys):
+    from adscan.demo import ProgressBar
+
+    bar = ProgressBar(width=20)
+    bar.active = True
+    bar.feed(
+        {
+            "state": "running",
+            "scan_id": 7,
+            "plan": "adscan_scan",
+            "points_done": 5,
+            "points_total": 20,
+            "remaining_s": 6.2,
+        }
+    )
+    bar.feed({"state": "finished", "points_done": 20, "points_total": 20})  # not drawn
+    out = capsys.readouterr().out
+    assert out == "\r  scan 7 adscan_scan        [#####...............] 5/20  ~6 s left "

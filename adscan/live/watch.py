@@ -139,6 +139,7 @@ class LivePlot:
         self.plt, self.out, self.refresh, self.thumb = plt, out, refresh, thumb
         self.fig, (self.ax_data, self.ax_frame) = plt.subplots(1, 2, figsize=(11, 4.5))
         self._cbar = None
+        self._twin = None
         self._reset()
         self.last_draw = 0.0
         if not out:
@@ -198,7 +199,8 @@ class LivePlot:
 
     def _columns(self) -> tuple[list[str], list[str]]:
         keys = list(self.rows[0]) if self.rows else []
-        stats = [k for k in keys if k.endswith(("_stats1_total", "_stats1_max_value"))]
+        stats = [k for k in keys if k.endswith("_stats1_total")]
+        stats += [k for k in keys if k.endswith("_stats1_max_value")]  # total first
         motors = [m for m in self.start.get("motors") or () if m in keys]
         return motors, stats
 
@@ -207,17 +209,26 @@ class LivePlot:
         self._read_frame()
         ax = self.ax_data
         ax.clear()
+        if self._twin is not None:
+            self._twin.remove()
+            self._twin = None
         motors, stats = self._columns()
-        title = f"scan {self.start.get('scan_id')} {self.start.get('plan_name', '')}"
+        plan = self.start.get("adscan_plan") or self.start.get("plan_name", "")
+        title = f"scan {self.start.get('scan_id')} {plan}"
         shape = self.start.get("shape") or ()
         if self.rows and len(shape) == 2 and len(motors) >= 2 and stats:
             self._draw_grid(ax, motors, stats[0], shape)
         elif self.rows and stats:
             x = [r[motors[0]] for r in self.rows] if motors else list(range(1, len(self.rows) + 1))
-            for k, style in zip(stats, ("o-", "s--"), strict=False):
-                ax.plot(x, [r[k] for r in self.rows], style, label=k, markersize=4)
+            ax.plot(x, [r[stats[0]] for r in self.rows], "o-", color="C0", markersize=4)
+            ax.set_ylabel(stats[0], color="C0")
+            if len(stats) > 1:  # max on its own scale (the total is ~1e5 times larger)
+                self._twin = ax.twinx()
+                self._twin.plot(
+                    x, [r[stats[1]] for r in self.rows], "s--", color="C1", markersize=4
+                )
+                self._twin.set_ylabel(stats[1], color="C1")
             ax.set_xlabel(motors[0] if motors else "point")
-            ax.legend(fontsize=8)
         ax.set_title(f"{title}: {len(self.rows)}/{self.start.get('num_points', '?')} points")
         axf = self.ax_frame
         axf.clear()
