@@ -31,7 +31,10 @@ PLAN = {"name": "adscan_count", "kwargs": {"num": 1, "frames": 1}}
 # The GUI side (subprocess).  Imports Qt only here, never in the pytest process.
 
 
-def _probe(out: Path, png: Path, argv: list[str], expect_plan: str) -> int:
+def _probe(out: Path, png: Path, argv: list[str], expect_plan: str,
+           expect_console: str | None = None) -> int:
+    """``expect_console``: a regex; then the shot is taken once a plan runs and it is shown."""
+    import re
     import threading
 
     result: dict = {"ok": False, "steps": [], "error": None}
@@ -65,7 +68,12 @@ def _probe(out: Path, png: Path, argv: list[str], expect_plan: str) -> int:
     sys.excepthook = excepthook
 
     import bluesky_widgets.apps.queue_monitor.main as qm
-    from bluesky_widgets.qt.run_engine_client import QtReManagerConnection, QtRePlanQueue
+    from bluesky_widgets.qt.run_engine_client import (
+        QtReConsoleMonitor,
+        QtReManagerConnection,
+        QtRePlanQueue,
+        QtReRunningPlan,
+    )
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication, QLabel
 
@@ -111,6 +119,9 @@ def _probe(out: Path, png: Path, argv: list[str], expect_plan: str) -> int:
             for r in range(table.rowCount())
         ]
         labels = [w.text() for w in viewer._widget._re_manager_monitor.findChildren(QLabel)]
+        monitor_widget = viewer._widget  # the first of each: the Monitor Queue tab's
+        console = monitor_widget.findChildren(QtReConsoleMonitor)[0]._text_edit.toPlainText()
+        running = monitor_widget.findChildren(QtReRunningPlan)[0]._text_edit.toPlainText()
         seen = {
             "connected": model.re_manager_connected,
             "connection_label": conn._lb_connected.text(),
@@ -120,16 +131,31 @@ def _probe(out: Path, png: Path, argv: list[str], expect_plan: str) -> int:
             "model_queue": queue_names,
             "table_rows": rows,
             "labels": labels,
+            "console_tail": console[-3000:],
+            "running_plan": running,
         }
         result.update(seen)
-        ready = (
-            model.re_manager_connected is True
-            and conn._lb_connected.text() == "ONLINE"
-            and status.get("worker_environment_exists") is True
-            and expect_plan in queue_names
-            and any(expect_plan in cell for row in rows for cell in row)
-            and "RE Environment: OPEN" in labels
-        )
+        if expect_console:  # a plan runs: RUNNING PLAN box and progress lines in the console
+            ready = (
+                model.re_manager_connected is True
+                and status.get("manager_state") == "executing_queue"
+                and "In progress" in running
+                and len(re.findall(expect_console, console)) >= 3
+            )
+        else:
+            ready = (
+                model.re_manager_connected is True
+                and conn._lb_connected.text() == "ONLINE"
+                and status.get("worker_environment_exists") is True
+                and expect_plan in queue_names
+                and any(expect_plan in cell for row in rows for cell in row)
+                and "RE Environment: OPEN" in labels
+            )
+        if ready and expect_console and not state.get("settled"):
+            state["settled"] = True  # let the console pane repaint in a taller window first
+            viewer.window.resize(1200, 1000)
+            QTimer.singleShot(1500, poll)
+            return
         if ready:
             step("ready")
             window = viewer.window._qt_window
@@ -209,7 +235,8 @@ def _require_gui_packages() -> None:
                          "qtpy==2.4.3 PyQt5==5.15.11 (see docs/queue-monitor.md)")
 
 
-def run_queue_monitor(cfg: dict, tmp: Path) -> tuple[dict, subprocess.CompletedProcess, float]:
+def run_queue_monitor(cfg: dict, tmp: Path, expect_console: str | None = None
+                      ) -> tuple[dict, subprocess.CompletedProcess, float]:
     _require_gui_packages()
     qs = cfg["queueserver"]
     out, png = tmp / "queue-monitor.json", tmp / "queue-monitor.png"
@@ -218,7 +245,8 @@ def run_queue_monitor(cfg: dict, tmp: Path) -> tuple[dict, subprocess.CompletedP
     env.pop("QSERVER_ZMQ_INFO_ADDRESS", None)
     (tmp / "xdg").mkdir(mode=0o700, exist_ok=True)
     cmd = [sys.executable, __file__, "--out", str(out), "--png", str(png),
-           "--expect-plan", PLAN["name"], "--",
+           "--expect-plan", PLAN["name"],
+           *(["--expect-console", expect_console] if expect_console else []), "--",
            "--zmq-control-addr", qs["zmq_control_addr"], "--zmq-info-addr", qs["zmq_info_addr"]]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
@@ -288,13 +316,44 @@ def test_queue_monitor_screenshot_is_a_real_picture(monitor):
         assert dark > 1000, dark
 
 
+PROGRESS_LINE = (r"\[adscan\] scan \d+ adscan_scan: point \d+/150 \(\d+%\), "
+                 r"[\d.]+ s elapsed, ~[\d.]+ s left")
+
+
+def test_queue_monitor_shows_progress_while_a_plan_runs(service, tmp_path):
+    """What a GUI user sees of a running scan: the RUNNING PLAN box and the console lines.
+
+    bluesky-widgets 0.0.18 has no progress widget; the worker's per-point lines
+    (adscan.progress) are the progress it shows.  The screenshot is docs/images/.
+    """
+    import re
+    import shutil
+
+    from bluesky_queueserver_api import BPlan
+
+    cfg, rm = service
+    assert rm.item_add(BPlan("adscan_scan", "m1", -1, 1, 150, frames=1))["success"]
+    rm.queue_start()
+    result, proc, _ = run_queue_monitor(cfg, tmp_path, expect_console=PROGRESS_LINE)
+    diag = f"{json.dumps(result, indent=1)}\nstderr:\n{proc.stderr[-3000:]}"
+    assert result["ok"] and result["png_saved"], diag
+    assert result["manager_state"] == "executing_queue", diag
+    assert "adscan_scan" in result["running_plan"] and "In progress" in result["running_plan"]
+    assert len(re.findall(PROGRESS_LINE, result["console_tail"])) >= 3, diag
+    shutil.copy(tmp_path / "queue-monitor.png",
+                Path(__file__).resolve().parent.parent / "docs/images/queue-monitor-progress.png")
+    rm.wait_for_idle(timeout=180)
+    assert rm.history_get()["items"][-1]["result"]["exit_status"] == "completed"
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--png", type=Path, required=True)
     parser.add_argument("--expect-plan", default=PLAN["name"])
+    parser.add_argument("--expect-console", default=None)
     parser.add_argument("queue_monitor_args", nargs=argparse.REMAINDER)
     ns = parser.parse_args()
     args = ns.queue_monitor_args
     args = args[1:] if args[:1] == ["--"] else args
-    sys.exit(_probe(ns.out, ns.png, args, ns.expect_plan))
+    sys.exit(_probe(ns.out, ns.png, args, ns.expect_plan, ns.expect_console))

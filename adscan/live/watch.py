@@ -53,7 +53,7 @@ class Watcher:
         self.start_doc: dict[str, Any] | None = None
         self.primary: str | None = None
         self.done = 0
-        self.t0 = 0.0
+        self.t0 = self.t_last = 0.0
         self.bar_shown = False
         self.runs_seen = 0
 
@@ -67,7 +67,7 @@ class Watcher:
 
     def _bar(self) -> None:
         total = self.start_doc.get("num_points") if self.start_doc else None
-        bar = progress_bar(self.done, total, time.time() - self.t0)
+        bar = progress_bar(self.done, total, self.t_last - self.t0)  # run's clock, not ours
         if self.tty:
             self.stream.write("\r\033[K" + bar)
             self.bar_shown = True
@@ -84,7 +84,8 @@ class Watcher:
             self.plot(name, doc)
 
     def _start(self, doc):
-        self.start_doc, self.primary, self.done, self.t0 = doc, None, 0, doc["time"]
+        self.start_doc, self.primary, self.done = doc, None, 0
+        self.t0 = self.t_last = doc["time"]
         self.runs_seen += 1
         plan = doc.get("adscan_command") or doc.get("plan_name")
         self._write(f"\nscan {doc.get('scan_id')}  {plan}")
@@ -111,6 +112,7 @@ class Watcher:
         if doc.get("descriptor") != self.primary or self.table is None:
             return
         self.done += 1
+        self.t_last = doc["time"]
         self.table.event(doc)
         self._bar()
 
