@@ -32,11 +32,7 @@ from adscan.plans import (  # noqa: E402,F401 - exported to users and the queue 
     adscan_scan2,
 )
 from adscan.preprocessors import add_profile_streams  # noqa: E402
-from adscan.progress import (  # noqa: E402,F401 - adscan_progress: a worker function
-    PROGRESS,
-    adscan_progress,
-    item_uid_preprocessor,
-)
+from adscan.progress import PROGRESS, adscan_progress  # noqa: E402,F401 - a worker function
 from adscan.specfile import make_spec_writer  # noqa: E402
 
 # --- RunEngine with metadata that survives restarts (scan_id keeps counting) -----------
@@ -52,7 +48,9 @@ catalog_writer = make_catalog_writer(iconfig)
 RE.subscribe(catalog_writer)
 specwriter = make_spec_writer(iconfig, RE=RE)
 RE.subscribe(specwriter.receiver)
-RE.preprocessors.append(item_uid_preprocessor)  # start documents name their queue item
+# start documents name their queue item (not imported by name: the queue server would list
+# a generator function of the profile's namespace as a plan)
+RE.preprocessors.append(adscan.progress.item_uid_preprocessor)
 
 # --- a NeXus file per run (nexus.enabled) and every document to the 0MQ proxy ----------
 from adscan.callbacks.nexus import make_nexus_writer  # noqa: E402

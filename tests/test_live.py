@@ -533,3 +533,36 @@ def test_demo_progress_bar_draws_adscan_progress(capsys):
     bar.feed({"state": "finished", "points_done": 20, "points_total": 20})  # not drawn
     out = capsys.readouterr().out
     assert out == "\r  scan 7 adscan_scan        [#####...............] 5/20  ~6 s left "
+
+
+def test_nexus_failure_in_the_worker_leaves_run_and_spec_file(beamline, tmp_path):
+    """The worker's NeXus writer fails (its directory cannot be made): nothing else notices."""
+    from conftest import private_service
+    from spec2nexus.spec import SpecDataFile
+
+    from adscan.catalog import open_catalog
+
+    blocker = tmp_path / "blocker"  # a file where the NeXus directory's parent should be
+    blocker.write_text("not a directory\n")
+
+    def edit(raw):
+        raw["nexus"]["directory"] = str(blocker / "nexus")
+
+    with private_service(tmp_path / "svc", edit=edit) as cfg:
+        rm = services.re_manager_api(cfg, timeout=10)
+        try:
+            (item,) = run_items(rm, [BPlan("adscan_scan", "m1", -1, 1, 3, frames=1)])
+        finally:
+            rm.close()
+        (uid,) = item["result"]["run_uids"]
+        assert len(open_catalog(cfg)[uid].primary.read()["time"]) == 3
+        spec = SpecDataFile(str(Path(cfg["spec"]["directory"]) / cfg["spec"]["file"]))
+        (scan,) = [spec.getScan(n) for n in spec.getScanNumbers()]
+        assert len(scan.data["m1"]) == 3
+        log = Path(cfg["queueserver"]["log"])
+        deadline = time.monotonic() + 20
+        while f"NeXus: file for run {uid}" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        line = next(x for x in log.read_text().splitlines() if f"NeXus: file for run {uid}" in x)
+        assert "NOT written" in line and "blocker" in line, line
+        assert blocker.read_text() == "not a directory\n"
