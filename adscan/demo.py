@@ -132,6 +132,20 @@ def queue_plans(cfg: dict, plans: list[tuple[str, list, dict]], timeout: float =
         rm.close()
 
 
+def nexus_file(cfg: dict, uid: str, timeout: float = 10.0) -> Path | None:
+    """The run's NeXus file (written in a thread after the run), or None if NeXus is off."""
+    nexus = cfg.get("nexus") or {}
+    if not nexus.get("enabled", True):
+        return None
+    directory = Path(nexus.get("directory") or cfg["spec"]["directory"])
+    deadline = time.monotonic() + timeout
+    while True:
+        found = sorted(directory.glob(f"*-{uid[:7]}.nxs"))
+        if found or time.monotonic() > deadline:
+            return found[0] if found else None
+        time.sleep(0.2)
+
+
 def _fmt(value: float) -> str:
     return f"{int(value):>24d}" if value.is_integer() else f"{value:>24.6g}"
 
@@ -158,6 +172,9 @@ def summarize(cfg: dict, history: list[dict[str, Any]]) -> str:
                 out.append(f"  images: simdet_image shape {tuple(ds['simdet_image'].shape)}")
             for path in image_files(run):
                 out.append(f"  HDF5:   {path}")
+            nexus = nexus_file(cfg, uid)
+            if nexus is not None:
+                out.append(f"  NeXus:  {nexus}  (images linked; `silx view` shows total v. motor)")
     spec = Path(cfg["spec"]["directory"]) / cfg["spec"]["file"]
     out.append(f"\nSPEC file: {spec}")
     out.append(f"catalog:   {cfg['catalog'].get('mongo_uri') or cfg['catalog']['directory']}")

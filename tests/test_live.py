@@ -504,6 +504,11 @@ def test_docs_bec_snippet_watch_once_plot_and_qserver_progress(service, rm, tmp_
             if proc.poll() is None:
                 proc.terminate()
     bec_out, _ = bec.communicate(timeout=30)
+    with h5py.File(nexus_file(service, uid), "r") as f:  # count: total v. point number
+        data = f["entry/data"]
+        assert data.attrs["signal"] == "simdet_stats1_total"
+        assert list(data.attrs["axes"]) == ["point"] and data["point"][()].tolist() == [1, 2, 3]
+        assert data["simdet_stats1_total"].shape == (3,)
     scan_id = item["result"]["scan_ids"][0]
     assert f"Transient Scan ID: {scan_id}" in bec_out, bec_out
     assert "simdet_stats1_total" in bec_out

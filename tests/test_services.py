@@ -61,6 +61,8 @@ def _write_iconfig(tmp: Path, name: str, redis_port: int, ctl: int, info: int, c
         startup_dir=str(startup),
         existing_plans_devices=str(tmp / f"{name}-existing_plans_and_devices.yaml"),
     )
+    proxy_in, proxy_out = free_ports(2)  # the 0MQ proxy's ports, private too
+    raw["live"].update(proxy_in=f"127.0.0.1:{proxy_in}", proxy_out=f"127.0.0.1:{proxy_out}")
     path = tmp / f"{name}-iconfig.yml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -229,7 +231,8 @@ def test_up_is_idempotent_and_status_cli(env):
     infos = services.up(cfg, ioc=False)
     print(f"second up: {time.monotonic() - t0:.2f} s")
     assert not any(i.started for i in infos)
-    assert {i.name: i.pid for i in infos} == {k: before[k] for k in ("redis", "re-manager")}
+    assert {i.name: i.pid for i in infos} == {
+        k: before[k] for k in ("redis", "zmq-proxy", "re-manager")}
     out = _cli("status", "--no-ioc", "--json")
     assert out.returncode == 0, out.stdout + out.stderr
     rows = {r["name"]: r for r in yaml.safe_load(out.stdout)}
