@@ -126,7 +126,7 @@ def run() -> int:
           f"{os.environ.get('EPICS_CA_ADDR_LIST')!r}", flush=True)
     addr = cfg["queueserver"]["redis_addr"]
     _wait_for(f"Redis at {addr}", lambda: services.redis_ping(addr), WAIT_REDIS)
-    pvs = ", ".join(services._ioc_pvs(cfg))
+    pvs = ", ".join(services.ioc_pvs(cfg))
     _wait_for(f"IOC PVs {pvs}", lambda: services.ioc_answers(cfg, timeout=2.0), WAIT_IOC)
 
     stop = threading.Event()
@@ -149,7 +149,7 @@ def run() -> int:
     print("adscan entrypoint: RE Worker environment open; ready", flush=True)
     while True:
         time.sleep(5.0)
-        pid = services._live_pid(services._pid_file(cfg, "re-manager"), "start-re-manager")
+        pid = services.re_manager_pid(cfg)
         if pid is None:
             print("adscan entrypoint: the RE Manager exited", flush=True)
             stop.set()

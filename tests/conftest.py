@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -68,27 +67,14 @@ def start_ioc(
     velocity: float = 20.0,
     timeout: float = 90.0,
 ) -> subprocess.Popen:
-    """Start ``python -m adscan.iocs`` and return once it printed its READY line."""
+    """Start ``python -m adscan.iocs`` (the one launcher) and return once it printed READY."""
+    from adscan.services import ioc_argv, ioc_env
+    from adscan.services import start_ioc as launch
+
     data_dir.mkdir(parents=True, exist_ok=True)
-    log = open(data_dir / f"ioc-{port}.log", "a")  # noqa: SIM115 - owned by the process
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    epics_env.apply_loopback(env, ca_port=port)
-    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "adscan.iocs", "--prefix-motors", motors_prefix,
-         "--prefix-ad", ad_prefix, "--data-dir", str(data_dir), "--port", str(port),
-         "--rows", str(rows), "--cols", str(cols), "--velocity", str(velocity)],
-        stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-    )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("READY"):
-            return proc
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError(f"IOC on port {port} did not become ready; see {log.name}")
+    argv = ioc_argv(port=port, motors_prefix=motors_prefix, ad_prefix=ad_prefix,
+                    data_dir=data_dir, rows=rows, cols=cols, velocity=velocity)
+    return launch(argv, data_dir / f"ioc-{port}.log", env=ioc_env(port), timeout=timeout).proc
 
 
 QSERVER = str(Path(sys.executable).with_name("qserver"))

@@ -21,7 +21,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -140,14 +139,14 @@ def data_files(cfg: dict) -> dict[str, str]:
 
 
 def ioc_pid(cfg: dict) -> int:
-    pid = services._ioc_pid(cfg)
+    pid = services.ioc_pid(cfg)
     assert pid, "the private IOC is not running"
     return pid
 
 
 def kill(pid: int, sig=signal.SIGKILL) -> None:
     os.kill(pid, sig)
-    wait_for(lambda: not services._alive(pid), 10, what=f"pid {pid} gone")
+    wait_for(lambda: not services.pid_alive(pid), 10, what=f"pid {pid} gone")
 
 
 @pytest.fixture(scope="module")
@@ -294,25 +293,15 @@ def start_ioc_with_file_limit(cfg: dict, limit: int) -> subprocess.Popen:
     """The stack's IOC again, with RLIMIT_FSIZE = ``limit`` bytes: writes fail with EFBIG."""
     import resource
 
-    ioc = cfg["ioc"]
-    port = int(cfg["epics"]["ca_server_port"])
-    rows, cols = ioc["frame_shape"]
-    argv = [sys.executable, "-u", "-m", "adscan.iocs", "--prefix-motors", ioc["motors_prefix"],
-            "--prefix-ad", ioc["ad_prefix"], "--velocity", str(ioc["motor_velocity"]),
-            "--data-dir", cfg["instrument"]["data_dir"], "--port", str(port),
-            "--rows", str(rows), "--cols", str(cols)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", EPICS_CA_SERVER_PORT=str(port),
-               EPICS_CAS_SERVER_PORT=str(port))
-    log = open(Path(cfg["instrument"]["data_dir"]) / "logs" / "ioc-fsize.log", "w")  # noqa: SIM115
-
     def limit_files():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-                            preexec_fn=limit_files)
-    line = wait_for(lambda: proc.stdout.readline() or proc.poll() is not None, 60)
-    assert isinstance(line, str) and line.startswith("READY"), line
-    return proc
+    log = Path(cfg["instrument"]["data_dir"]) / "logs" / "ioc-fsize.log"
+    log.unlink(missing_ok=True)  # the limit applies to the IOC's log too: start it empty
+    started = services.start_ioc(services.ioc_argv_for(cfg), log,
+                                 env=services.child_env(cfg, PYTHONUNBUFFERED="1"),
+                                 preexec_fn=limit_files)
+    return started.proc
 
 
 def test_disk_full_fails_at_first_frame(stack):
@@ -366,13 +355,13 @@ def test_re_manager_sigkill_keeps_queue_and_history(stack):
     for k in range(3):
         assert api.item_add(BPlan("adscan_count", num=2, frames=1, md={"k": k}))["success"]
     queued, history = queue_uids(api), history_uids(api)
-    pid = services._re_manager_pid(cfg)
+    pid = services.re_manager_pid(cfg)
     family = [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
     os.kill(pid, signal.SIGKILL)
     for child in family[1:]:  # the orphaned worker: ours, by pid
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
-    wait_for(lambda: not any(services._alive(p) for p in family), 10, what="manager gone")
+    wait_for(lambda: not any(services.pid_alive(p) for p in family), 10, what="manager gone")
     assert services.re_manager_status(cfg) is None
     t0 = time.monotonic()
     with stack_env(cfg):
@@ -393,7 +382,7 @@ def test_re_manager_sigkill_keeps_queue_and_history(stack):
 
 
 def restart_redis(cfg: dict, sig=signal.SIGTERM, down_for: float = 1.0) -> None:
-    pid = services._redis_pid(cfg)
+    pid = services.redis_pid(cfg)
     assert pid
     kill(pid, sig)
     assert not services.redis_ping(cfg["queueserver"]["redis_addr"])

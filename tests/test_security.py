@@ -291,15 +291,15 @@ def test_services_bind_loopback_only(secure, beamline):
     only in a non-root process of the RE Manager that loads libca, at most two sockets, never
     on a configured service port.
     """
-    from adscan.services import _zmq_host_port, parse_redis_addr
+    from adscan.services import parse_redis_addr, zmq_host_port
 
     qs = secure["queueserver"]
     service_ports = {*CA_PORTS, parse_redis_addr(qs["redis_addr"])[1],
-                     _zmq_host_port(qs["zmq_control_addr"])[1],
-                     _zmq_host_port(qs["zmq_info_addr"])[1], 5064, 5065, 5075, 5076}
+                     zmq_host_port(qs["zmq_control_addr"])[1],
+                     zmq_host_port(qs["zmq_info_addr"])[1], 5064, 5065, 5075, 5076}
     pids = {
-        "redis": services._redis_pid(secure),
-        "re-manager": services._re_manager_pid(secure),
+        "redis": services.redis_pid(secure),
+        "re-manager": services.re_manager_pid(secure),
         "ioc": beamline.pid,
     }
     assert all(pids.values()), pids

@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.timeout(600 + 30 * N)] + ([pytest.mark.slow] if N > 20
 
 def manager_rss(cfg: dict) -> dict[str, float]:
     """RSS (MiB) of the RE Manager process and of its children (the worker)."""
-    pid = services._re_manager_pid(cfg)
+    pid = services.re_manager_pid(cfg)
     assert pid, "RE Manager not running"
     root = psutil.Process(pid)
     children = root.children(recursive=True)
