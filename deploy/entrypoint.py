@@ -82,7 +82,7 @@ def write_effective() -> Path:
     path.write_text(header + yaml.safe_dump(raw, sort_keys=False))
     devices = src.parent / "devices.yml"
     if not devices.exists():
-        from adscan.config import DEFAULT_DEVICES
+        from adscan.core.config import DEFAULT_DEVICES
 
         devices = DEFAULT_DEVICES
     shutil.copy(devices, path.parent / "devices.yml")
@@ -119,7 +119,7 @@ def run() -> int:
     path = write_effective()
     import adscan  # noqa: F401 - EPICS settings (ADSCAN_EPICS_CA_ADDR_LIST) before CA loads
     from adscan import services
-    from adscan.config import load_iconfig
+    from adscan.core.config import load_iconfig
 
     cfg = load_iconfig(path)
     print(f"adscan entrypoint: iconfig {path}; EPICS_CA_ADDR_LIST="
@@ -158,7 +158,7 @@ def run() -> int:
 
 def healthcheck() -> int:
     from adscan import services
-    from adscan.config import load_iconfig
+    from adscan.core.config import load_iconfig
 
     path = effective_path(effective_raw())
     if not path.exists():

@@ -15,8 +15,8 @@ from bluesky import preprocessors as bpp
 from bluesky.utils import RequestAbort, RequestStop
 from ophyd import Staged
 
+from adscan.core.preprocessors import wait_connected
 from adscan.devices.watchdog import DeviceDisconnectedError, disconnected
-from adscan.preprocessors import wait_connected
 
 logger = logging.getLogger("adscan.plans")
 
@@ -39,7 +39,7 @@ def preflight(det: Any) -> None:
     * its IOC answers (every PV connected; :func:`with_frames` waits ``CONNECT_TIMEOUT``);
     * a detector left staged (an earlier plan could not unstage: IOC gone) is unstaged;
     * after an IOC restart (HDF1 not primed) the configured acquire times are put back and
-      HDF1 is primed (``det.adscan_restore``, set by ``adscan.devices.create_simdet``);
+      HDF1 is primed (``det.restore_after_restart()``, a method of ``SimDetector_V34``);
     * the image directory as bluesky sees it (``hdf1.read_path_template``) is a writable
       directory (a probe file is created and removed), and the IOC reports
       ``FilePathExists_RBV`` for the directory it writes to (``write_path_template``).
@@ -62,7 +62,7 @@ def preflight(det: Any) -> None:
                     raise DetectorNotReady(
                         f"{det.name}: left staged and cannot unstage: {ex}") from ex
                 time.sleep(0.5)
-    restore = getattr(det, "adscan_restore", None)
+    restore = getattr(det, "restore_after_restart", None)  # SimDetector_V34's method
     if restore is not None and restore():
         logger.warning("%s: HDF1 was not primed (IOC restarted?): reconfigured and primed",
                        det.name)

@@ -43,7 +43,7 @@ os.environ["ADSCAN_TEST_CA_PORTS"] = ",".join(map(str, CA_PORTS))
 
 def write_iconfig(directory: Path, *, tag: str, ca_port: int, simulate: bool = True) -> Path:
     """A private copy of startup/iconfig.yml for tests: fast motors, 2 ms exposures."""
-    from adscan.config import write_private_iconfig
+    from adscan.core.config import write_private_iconfig
 
     return write_private_iconfig(
         directory, tag=tag, ca_port=ca_port, simulate=simulate,
@@ -107,7 +107,7 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> int | None:
 @pytest.fixture(scope="session")
 def iconfig() -> dict:
     """This session's instrument configuration (paths expanded)."""
-    from adscan.config import load_iconfig
+    from adscan.core.config import load_iconfig
 
     return load_iconfig(ICONFIG)
 
@@ -139,7 +139,7 @@ def private_service(directory: Path, edit=None):
     change the written configuration first.  Yields the loaded iconfig; stops it at the end.
     """
     from adscan import services
-    from adscan.config import load_iconfig
+    from adscan.core.config import load_iconfig
 
     path = write_iconfig(directory, tag=TAG, ca_port=CA_PORTS[0])
     if edit is not None:

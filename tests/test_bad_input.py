@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from adscan import services
-from adscan.config import STARTUP_DIR
+from adscan.core.config import STARTUP_DIR
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -273,7 +273,7 @@ def test_runtime_refusal_moves_nothing(rm, service, item, keyword):
 
 def test_hostile_looking_metadata_is_stored_verbatim(rm, service):
     """Injection-like strings in md values are data: the run completes and stores them as is."""
-    from adscan.catalog import open_catalog
+    from adscan.data.catalog import open_catalog
 
     history_before = rm.status()["items_in_history"]
     rm.item_add(plan("adscan_count", num=1, frames=1, md=INERT_MD))

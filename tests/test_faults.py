@@ -35,7 +35,7 @@ from conftest import CA_PORTS, SESSION_DIR, TAG, write_iconfig
 from conftest import qserver as _qserver
 
 from adscan import services
-from adscan.config import load_iconfig
+from adscan.core.config import load_iconfig
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -122,7 +122,7 @@ def spec_rows(block: str) -> list[list[float]]:
 
 
 def catalog_run(cfg: dict, uid: str):
-    from adscan.catalog import open_catalog
+    from adscan.data.catalog import open_catalog
 
     return open_catalog(cfg)[uid]
 
@@ -174,7 +174,7 @@ def run_plan(api, plan: BPlan, timeout: float = 60.0) -> dict:
 
 def check_hdf5_matches_run(run, frames: int) -> int:
     """Every frame of the run's HDF5 file reads; the recorded points match it; return frames."""
-    from adscan.catalog import image_files
+    from adscan.data.catalog import image_files
 
     ds = run.primary.read()
     points = len(ds["time"])

@@ -150,7 +150,7 @@ def test_http_submit_and_run_adscan_count(rm, service):
     assert item["result"]["exit_status"] == "completed", item["result"]
     (run_uid,) = item["result"]["run_uids"]
 
-    from adscan.catalog import open_catalog
+    from adscan.data.catalog import open_catalog
 
     run = open_catalog(service)[run_uid]
     assert run.metadata["stop"]["exit_status"] == "success"

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from adscan import services
-from adscan.config import DEFAULT_ICONFIG, load_iconfig
+from adscan.core.config import DEFAULT_ICONFIG, load_iconfig
 from adscan.ports import free_ports
 
 pytestmark = pytest.mark.timeout(120)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from adscan.config import PROFILE_DIR, STARTUP_DIR
+from adscan.core.config import PROFILE_DIR, STARTUP_DIR
 from adscan.services.processes import (
     ServiceError,
     ServiceInfo,
