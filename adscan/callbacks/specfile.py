@@ -426,7 +426,7 @@ def make_spec_writer(cfg: dict | None = None, RE=None, **kwargs) -> AdscanSpecWr
     The caller subscribes it: ``RE.subscribe(writer)``.
     """
     if cfg is None:
-        from .config import load_iconfig
+        from adscan.core.config import load_iconfig
 
         cfg = load_iconfig()
     return AdscanSpecWriter(spec_file_path(cfg), RE=RE, **kwargs)

@@ -49,7 +49,6 @@ from adscan.services.re_manager import (
     DEFAULT_EXISTING,
     DEFAULT_PERMISSIONS,
     ENVIRONMENT_OPEN_TIMEOUT,
-    QSERVER_TEMPLATE,
     RE_MANAGER_START_TIMEOUT,
     close_environment,
     effective_qserver_config,
@@ -79,7 +78,6 @@ from adscan.services.stack import data_locations, down, format_table, status, up
 __all__ = [
     "DEFAULT_EXISTING",
     "DEFAULT_PERMISSIONS",
-    "QSERVER_TEMPLATE",
     "ENVIRONMENT_OPEN_TIMEOUT",
     "IOC_START_TIMEOUT",
     "REDIS_START_TIMEOUT",
