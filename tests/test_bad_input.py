@@ -27,7 +27,6 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from adscan import services
 from adscan.core.config import STARTUP_DIR
 
 pytestmark = pytest.mark.timeout(600)
@@ -163,23 +162,6 @@ INERT_MD = {"comment": "'; DROP TABLE runs; --", "shell": "$(rm -rf /) `id`",
 
 def _keywords(kw) -> list[str]:
     return [kw] if isinstance(kw, str) else list(kw)
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, beamline):
-    """A private RE Manager on the session's simulated IOC (see conftest.private_service)."""
-    from conftest import private_service
-
-    with private_service(tmp_path_factory.mktemp("bad_input")) as cfg:
-        yield cfg
-
-
-@pytest.fixture(scope="module")
-def rm(service):
-    api = services.re_manager_api(service, timeout=10)
-    api.queue_clear()  # items another module left in the session's Redis are not ours
-    yield api
-    api.close()
 
 
 def snapshot(rm, cfg) -> dict:

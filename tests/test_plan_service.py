@@ -19,27 +19,10 @@ import hdf5plugin  # noqa: F401 - LZ4 filter for h5py
 import numpy as np
 import pytest
 from bluesky_queueserver_api import BPlan
-from conftest import qserver
-
-from adscan import services
+from helpers import qserver
 
 pytestmark = pytest.mark.timeout(900)
 
-
-
-@pytest.fixture(scope="module")
-def service(iconfig, beamline):
-    """Redis + RE Manager with the environment open (the IOC is the session's)."""
-    services.up(iconfig, ioc=False)
-    yield iconfig
-    services.down(iconfig)
-
-
-@pytest.fixture(scope="module")
-def rm(service):
-    api = services.re_manager_api(service, timeout=10)
-    yield api
-    api.close()
 
 
 def wait_idle(rm, n_history: int, timeout: float = 300.0) -> None:

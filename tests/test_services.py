@@ -18,9 +18,10 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from helpers import write_iconfig
 
 from adscan import services
-from adscan.core.config import DEFAULT_ICONFIG, load_iconfig
+from adscan.core.config import load_iconfig
 from adscan.ports import free_ports
 
 pytestmark = pytest.mark.timeout(120)
@@ -46,24 +47,20 @@ def _listening(port: int) -> bool:
 
 def _write_iconfig(tmp: Path, name: str, redis_port: int, ctl: int, info: int, ca: int,
                    startup: Path) -> Path:
-    with open(DEFAULT_ICONFIG) as f:
-        raw = yaml.safe_load(f)
-    raw["instrument"]["data_dir"] = str(tmp / f"{name}-data")
-    raw["epics"]["ca_server_port"] = ca
-    raw["epics"]["connection_timeout"] = 0.5
-    raw["ioc"].update(simulate=False, motors_prefix=f"svc{os.getpid()}gp:",
-                      ad_prefix=f"svc{os.getpid()}kad:")
-    raw["queueserver"].update(
-        zmq_control_addr=f"tcp://127.0.0.1:{ctl}",
-        zmq_info_addr=f"tcp://127.0.0.1:{info}",
-        redis_addr=f"127.0.0.1:{redis_port}",
-        redis_name_prefix=f"adscan_test_{uuid.uuid4().hex[:8]}",
-        startup_dir=str(startup),
-        existing_plans_devices=str(tmp / f"{name}-existing_plans_and_devices.yaml"),
-    )
-    path = tmp / f"{name}-iconfig.yml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    """A private iconfig (helpers.write_iconfig) on the given ports, no IOC (simulate false)."""
+
+    def edit(raw: dict) -> None:
+        raw["epics"]["connection_timeout"] = 0.5
+        raw["ioc"].update(motors_prefix=f"svc{os.getpid()}gp:", ad_prefix=f"svc{os.getpid()}kad:")
+        raw["queueserver"].update(
+            zmq_control_addr=f"tcp://127.0.0.1:{ctl}",
+            zmq_info_addr=f"tcp://127.0.0.1:{info}",
+            redis_addr=f"127.0.0.1:{redis_port}",
+            redis_name_prefix=f"adscan_test_{uuid.uuid4().hex[:8]}",
+            startup_dir=str(startup),
+        )
+
+    return write_iconfig(tmp / name, ca_port=ca, simulate=False, edit=edit)
 
 
 @pytest.fixture(scope="module")

@@ -148,15 +148,6 @@ def check_soak(cfg: dict, items: list[dict]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory, beamline):
-    """A private RE Manager on the session's simulated IOC (see conftest.private_service)."""
-    from conftest import private_service
-
-    with private_service(tmp_path_factory.mktemp("soak")) as cfg:
-        yield cfg
-
-
-@pytest.fixture(scope="module")
 def soak(service):
     api = services.re_manager_api(service, timeout=10)
     try:
