@@ -35,7 +35,7 @@ catalog_writer, specwriter, PROGRESS = writers.catalog, writers.spec, writers.pr
 _found = startup.create_devices(iconfig, _devices_cfg)
 globals().update(_found.devices)
 missing_devices = dict(_found.missing)
-sd = startup.init_streams(RE, _found)
+sd = startup.init_streams(iconfig, RE, _found)
 
 _stock = startup.stock_plans()
 globals().update(_stock)

@@ -54,9 +54,11 @@ def source_iconfig(env: dict[str, str] | None = None) -> Path:
 
 
 def effective_raw(env: dict[str, str] | None = None) -> dict:
-    """The source iconfig (unexpanded) with the environment overrides applied."""
+    """The source iconfig (an overlay, merged; unexpanded) with the environment overrides."""
+    from adscan.core.config import load_raw_iconfig
+
     env = os.environ if env is None else env
-    raw = yaml.safe_load(source_iconfig(env).read_text())
+    raw = load_raw_iconfig(source_iconfig(env))  # the overlay merged over startup/iconfig.yml
     for var, (section, key) in OVERRIDES.items():
         if var in env:
             value = env[var].strip()

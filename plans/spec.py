@@ -44,6 +44,7 @@ class PlanSettings:
     motors: list[str] = field(default_factory=list)
     detectors: list[str] = field(default_factory=list)
     default_frames: int = 1
+    reconnect_timeout: float = 0.0  # s; configure_plans sets epics.reconnect_timeout
 
     @property
     def default_detectors(self) -> tuple[str, ...]:
@@ -305,7 +306,8 @@ def configure_plans(cfg: dict, devices_cfg: dict) -> PlanSettings:
     global SETTINGS
     SETTINGS = replace(SETTINGS, motors=list(devices_cfg.get("motors") or {}),
                        detectors=list(devices_cfg.get("detectors") or {}),
-                       default_frames=int(cfg["detector"]["frames_per_point"]))
+                       default_frames=int(cfg["detector"]["frames_per_point"]),
+                       reconnect_timeout=float(cfg["epics"]["reconnect_timeout"]))
     for plan in PLANS.values():
         _annotate(plan)
     return SETTINGS

@@ -55,7 +55,8 @@ def make_profile_RE(cfg: dict, found):
     RE.subscribe(writer)
     specwriter = make_spec_writer(cfg, RE=RE)
     RE.subscribe(specwriter.receiver)
-    add_profile_streams(RE, found.motors.values(), found.detectors.values())
+    add_profile_streams(RE, found.motors.values(), found.detectors.values(),
+                        reconnect_timeout=cfg["epics"]["reconnect_timeout"])
     return RE, writer, specwriter
 
 

@@ -40,7 +40,7 @@ def made_runs(iconfig, beamline):
     det = found.devices["simdet"]
     det.cam.acquire_time.put(0.02)  # 20 ms frames
     det.cam.acquire_period.put(0.02)
-    startup.init_streams(RE, found)
+    startup.init_streams(iconfig, RE, found)
     uids = {
         "count": RE(ap.adscan_count(num=3, frames=FRAMES))[0],
         "scan": RE(ap.adscan_scan("m1", -1, 1, 5, frames=FRAMES))[0],

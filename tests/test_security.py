@@ -167,6 +167,17 @@ def test_scan_only_refuses(rm, item, word):
     assert rm.queue_get()["items"] == before
 
 
+def test_primary_executes_only_the_functions_meant_for_users(rm):
+    """The default group may run ``adscan_progress`` but no other callable of the profile."""
+    for name in ("print", "open_catalog", "make_catalog_writer"):
+        with pytest.raises(rm.RequestFailedError) as info:
+            rm.function_execute(BFunc(name, "x"))
+        assert "not allowed" in info.value.response["msg"] or "not in the list" in \
+            info.value.response["msg"], info.value.response["msg"]
+    result = rm.function_execute(BFunc("adscan_progress"), run_in_background=True)
+    assert result["success"], result["msg"]
+
+
 def test_scan_only_cannot_execute_functions_and_unknown_groups_are_refused(rm):
     with pytest.raises(rm.RequestFailedError) as info:
         rm.function_execute(BFunc("print", "x"), user_group="scan_only")

@@ -84,11 +84,12 @@ def init_plans(cfg: dict, devices_cfg: dict | None = None) -> None:
     configure_plans(cfg, load_devices() if devices_cfg is None else devices_cfg)
 
 
-def init_streams(RE, found) -> Any:
+def init_streams(cfg: dict, RE, found) -> Any:
     """Baseline (motors, detector timing) and the motor positions at each run's start."""
     from adscan.core.preprocessors import add_profile_streams
 
-    return add_profile_streams(RE, found.motors.values(), found.detectors.values())
+    return add_profile_streams(RE, found.motors.values(), found.detectors.values(),
+                               reconnect_timeout=float(cfg["epics"]["reconnect_timeout"]))
 
 
 def init_interactive(RE) -> Any:

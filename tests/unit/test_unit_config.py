@@ -56,3 +56,28 @@ def test_merge_is_deep_and_copies():
     out = merge(base, {"a": {"c": 5}})
     assert out == {"a": {"b": 1, "c": 5}, "d": 3}
     assert base["a"]["c"] == 2
+
+
+def leaves(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_the_compose_iconfig_is_an_overlay_of_the_default():
+    """deploy/iconfig.compose.yml holds only what differs in the containers (no copy)."""
+    from adscan.core.config import load_raw_iconfig
+
+    compose = REPO / "deploy" / "iconfig.compose.yml"
+    default = leaves(yaml.safe_load(DEFAULT_ICONFIG.read_text()))
+    overlay = leaves(yaml.safe_load(compose.read_text()))
+    same = sorted(k for k, v in overlay.items() if k != "version" and default.get(k) == v)
+    assert not same, f"keys repeated with the default value: {same}"
+    assert set(overlay) <= set(default), "the overlay names keys the default file lacks"
+    merged = load_raw_iconfig(compose)
+    assert set(leaves(merged)) == set(default)
+    assert merged["ioc"]["simulate"] is False and merged["epics"]["ca_server_port"] == 5064
