@@ -71,9 +71,10 @@ def make_stack_config(name: str, ca_port: int, **epics) -> dict:
 
 
 def start_ioc(*, port: int, motors_prefix: str, ad_prefix: str, data_dir: Path,
-              rows: int = 1024, cols: int = 1024, velocity: float = 20.0,
+              rows: int | None = None, cols: int | None = None, velocity: float = 20.0,
               timeout: float = 90.0) -> subprocess.Popen:
-    """Start ``python -m adscan.iocs`` (the one launcher) and return once it printed READY."""
+    """Start ``python -m adscan.iocs`` (the one launcher) and return once it printed READY;
+    options left None keep the configured defaults (startup/iconfig.yml)."""
     from adscan.services import ioc_argv, ioc_env
     from adscan.services import start_ioc as launch
 
