@@ -21,7 +21,7 @@ import time
 
 
 def _cfg(args: argparse.Namespace) -> dict:
-    from adscan.config import load_iconfig
+    from adscan.core.config import load_iconfig
 
     return load_iconfig(args.iconfig)
 
@@ -49,7 +49,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if infos[-1].state == "down":
             print("adscan up: WARNING the IOC does not answer; the environment may fail to open",
                   file=sys.stderr)
-    from adscan.live import proxy
+    from adscan.services import proxy
 
     infos.append(proxy.ensure_proxy(cfg))
     print(f"zmq-proxy   {infos[-1].state:8s} {infos[-1].address}", flush=True)
@@ -96,13 +96,13 @@ def _forward(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from adscan.plots import main_plot
+    from adscan.data.plots import main_plot
 
     return main_plot(_forward(args)) or 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from adscan.verify import main_verify
+    from adscan.data.verify import main_verify
 
     return main_verify(_forward(args)) or 0
 
@@ -116,7 +116,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
 
-    from adscan.config import REPO
+    from adscan.core.config import REPO
 
     script = REPO / "benchmarks" / "run_all.py"
     return subprocess.call([sys.executable, str(script), *args.rest])

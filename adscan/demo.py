@@ -61,7 +61,7 @@ class ProgressBar:
 
 
 def adscan_progress(rm, timeout: float = 5.0) -> dict[str, Any]:
-    """``adscan_progress()`` executed by the RE Worker (see :mod:`adscan.progress`)."""
+    """``adscan_progress()`` executed by the RE Worker (see :mod:`adscan.callbacks.progress`)."""
     from bluesky_queueserver_api import BFunc
 
     result = rm.function_execute(BFunc("adscan_progress"), run_in_background=True)
@@ -152,7 +152,7 @@ def _fmt(value: float) -> str:
 
 def summarize(cfg: dict, history: list[dict[str, Any]]) -> str:
     """Run uids, a stats table per point, HDF5 files and the SPEC file."""
-    from adscan.catalog import image_files, open_catalog
+    from adscan.data.catalog import image_files, open_catalog
 
     cat = open_catalog(cfg)
     out: list[str] = []

@@ -27,7 +27,7 @@ import pytest
 from bluesky_queueserver_api import BPlan
 
 from adscan import services
-from adscan.live import proxy
+from adscan.services import proxy
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -80,21 +80,6 @@ class Collector:
             elif name == "stop" and doc["run_start"] in out:
                 out[doc["run_start"]]["stop"] = doc
         return out
-
-
-@pytest.fixture(scope="module")
-def service(iconfig, beamline):
-    infos = services.up(iconfig, ioc=False)
-    assert any(i.name == "zmq-proxy" and i.state == "up" for i in infos), infos
-    yield iconfig
-    services.down(iconfig)
-
-
-@pytest.fixture(scope="module")
-def rm(service):
-    api = services.re_manager_api(service, timeout=10)
-    yield api
-    api.close()
 
 
 def run_items(rm, plans, timeout=300.0) -> list[dict]:
@@ -205,7 +190,7 @@ def _plain(doc: dict) -> dict:
 
 
 def test_remote_dispatcher_gets_what_the_catalog_holds(live_runs, service):
-    from adscan.catalog import open_catalog
+    from adscan.data.catalog import open_catalog
 
     cat = open_catalog(service)
     got = live_runs["collector"].runs()
@@ -380,7 +365,7 @@ with silx.io.open(sys.argv[1]) as f:
 
 def test_nexus_images_through_link_with_silx(live_runs, service, tmp_path):
     """silx (a fresh process, elsewhere) reads the frames through the relative link."""
-    from adscan.catalog import image_files, open_catalog
+    from adscan.data.catalog import image_files, open_catalog
 
     item = _item(live_runs, "adscan_scan")
     (uid,) = item["result"]["run_uids"]
@@ -428,7 +413,7 @@ def _replay(run, writer, edit_resource=None):
 
 def test_nexus_failures_are_logged_with_uid_and_leave_no_file(live_runs, service, tmp_path, caplog):
     from adscan.callbacks.nexus import AdscanNXWriter
-    from adscan.catalog import open_catalog
+    from adscan.data.catalog import open_catalog
 
     item = _item(live_runs, "adscan_scan")
     (uid,) = item["result"]["run_uids"]
@@ -470,7 +455,7 @@ def test_docs_bec_snippet_watch_once_plot_and_qserver_progress(service, rm, tmp_
     """The doc's BestEffortCallback client, `adscan watch --once --plot`, and the qserver CLI."""
     import re
 
-    from conftest import qserver
+    from helpers import qserver
 
     out_addr = proxy.addresses(service)[1].split("://", 1)[1]
     script = tmp_path / "bec_client.py"
@@ -542,10 +527,10 @@ def test_demo_progress_bar_draws_adscan_progress(capsys):
 
 def test_nexus_failure_in_the_worker_leaves_run_and_spec_file(beamline, tmp_path):
     """The worker's NeXus writer fails (its directory cannot be made): nothing else notices."""
-    from conftest import private_service
+    from helpers import private_service
     from spec2nexus.spec import SpecDataFile
 
-    from adscan.catalog import open_catalog
+    from adscan.data.catalog import open_catalog
 
     blocker = tmp_path / "blocker"  # a file where the NeXus directory's parent should be
     blocker.write_text("not a directory\n")

@@ -206,25 +206,14 @@ pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
-def service(iconfig, beamline):
-    """Redis + RE Manager with the environment open; one plan waiting in the queue."""
+def queued(service, rm):
+    """The module's RE Manager (conftest ``service``) with one plan waiting in the queue."""
     from bluesky_queueserver_api import BPlan
 
-    from adscan import services
-
-    services.up(iconfig, ioc=False)
-    rm = services.re_manager_api(iconfig, timeout=10)
-    try:
-        rm.queue_clear()
-        result = rm.item_add(BPlan(PLAN["name"], **PLAN["kwargs"]))
-        assert result["success"], result["msg"]
-        yield iconfig, rm
-    finally:
-        try:
-            rm.queue_clear()  # other modules expect an empty queue
-        finally:
-            rm.close()
-            services.down(iconfig)
+    result = rm.item_add(BPlan(PLAN["name"], **PLAN["kwargs"]))
+    assert result["success"], result["msg"]
+    yield service, rm
+    rm.queue_clear()
 
 
 def _require_gui_packages() -> None:
@@ -257,17 +246,17 @@ def run_queue_monitor(cfg: dict, tmp: Path, expect_console: str | None = None
 
 
 @pytest.fixture(scope="module")
-def monitor(service, tmp_path_factory):
+def monitor(queued, tmp_path_factory):
     """One offscreen queue-monitor session: (result, process, seconds, screenshot path)."""
-    cfg, rm = service
+    cfg, rm = queued
     assert rm.status()["worker_environment_exists"] is True
     tmp = tmp_path_factory.mktemp("queue-monitor")
     result, proc, elapsed = run_queue_monitor(cfg, tmp)
     return result, proc, elapsed, tmp / "queue-monitor.png"
 
 
-def test_queue_monitor_connects_and_shows_environment_and_queue(service, monitor):
-    cfg, rm = service
+def test_queue_monitor_connects_and_shows_environment_and_queue(queued, monitor):
+    cfg, rm = queued
     result, proc, elapsed, _ = monitor
     diag = f"{json.dumps(result, indent=1)}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
     assert result["ok"] and result["error"] is None, diag
@@ -320,18 +309,18 @@ PROGRESS_LINE = (r"\[adscan\] scan \d+ adscan_scan: point \d+/150 \(\d+%\), "
                  r"[\d.]+ s elapsed, ~[\d.]+ s left")
 
 
-def test_queue_monitor_shows_progress_while_a_plan_runs(service, tmp_path):
+def test_queue_monitor_shows_progress_while_a_plan_runs(queued, tmp_path):
     """What a GUI user sees of a running scan: the RUNNING PLAN box and the console lines.
 
     bluesky-widgets 0.0.18 has no progress widget; the worker's per-point lines
-    (adscan.progress) are the progress it shows.  The screenshot is docs/images/.
+    (adscan.callbacks.progress) are the progress it shows.  The screenshot is docs/images/.
     """
     import re
     import shutil
 
     from bluesky_queueserver_api import BPlan
 
-    cfg, rm = service
+    cfg, rm = queued
     assert rm.item_add(BPlan("adscan_scan", "m1", -1, 1, 150, frames=1))["success"]
     rm.queue_start()
     result, proc, _ = run_queue_monitor(cfg, tmp_path, expect_console=PROGRESS_LINE)

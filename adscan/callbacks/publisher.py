@@ -54,7 +54,7 @@ class LivePublisher(Publisher):
 
 def make_publisher(cfg: dict) -> LivePublisher | None:
     """The profile's publisher to ``live.proxy_in``, or None when ``live.proxy`` is off."""
-    from adscan.live.proxy import addresses, enabled
+    from adscan.services.proxy import addresses, enabled
 
     if not enabled(cfg):
         return None

@@ -292,7 +292,7 @@ def watch(
     """Follow runs from the proxy until Ctrl-C (``once``: until one run ends)."""
     from bluesky.callbacks.zmq import RemoteDispatcher
 
-    from adscan.live.proxy import addresses, enabled
+    from adscan.services.proxy import addresses, enabled
 
     if not enabled(cfg):
         print("adscan watch: live.proxy is off in iconfig.yml; no live documents", file=sys.stderr)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adscan import services
-from adscan.services import ServiceError, ServiceInfo
+from adscan.services import processes as proc_
+from adscan.services.processes import ServiceError, ServiceInfo
 
 NAME = "zmq-proxy"
 START_TIMEOUT = 15.0
@@ -34,35 +34,35 @@ def addresses(cfg: dict) -> tuple[str, str]:
     out = []
     for key in ("proxy_in", "proxy_out"):
         value = str(live.get(key) or "")
-        host, port = services._zmq_host_port(value)
-        services._check_loopback(f"live.{key}", host)
+        host, port = proc_.zmq_host_port(value)
+        proc_.check_loopback(f"live.{key}", host)
         out.append(f"tcp://127.0.0.1:{port}")
     return out[0], out[1]
 
 
 def proxy_log(cfg: dict) -> Path:
-    return Path(_live(cfg).get("log") or services.logs_dir(cfg) / "zmq-proxy.log")
+    return Path(_live(cfg).get("log") or proc_.logs_dir(cfg) / "zmq-proxy.log")
 
 
 def _pid_file(cfg: dict) -> Path:
-    return services.run_dir(cfg) / f"{NAME}.pid"
+    return proc_.run_dir(cfg) / f"{NAME}.pid"
 
 
 def proxy_pid(cfg: dict) -> int | None:
     """Our proxy's pid (its command line names the configured in-address), else None."""
     address_in, _ = addresses(cfg)
-    return services._live_pid(_pid_file(cfg), ("bluesky-0MQ-proxy", f"--in-address {address_in}"))
+    return proc_.live_pid(_pid_file(cfg), ("bluesky-0MQ-proxy", f"--in-address {address_in}"))
 
 
 def _ports(cfg: dict) -> list[tuple[str, int]]:
     return [
-        (key, services._zmq_host_port(addr)[1])
+        (key, proc_.zmq_host_port(addr)[1])
         for key, addr in zip(("live.proxy_in", "live.proxy_out"), addresses(cfg), strict=True)
     ]
 
 
 def _listening(cfg: dict) -> bool:
-    return all(services._port_open("127.0.0.1", port) for _key, port in _ports(cfg))
+    return all(proc_.port_open("127.0.0.1", port) for _key, port in _ports(cfg))
 
 
 def _info(
@@ -87,40 +87,40 @@ def ensure_proxy(cfg: dict, timeout: float = START_TIMEOUT) -> ServiceInfo:
     address_in, address_out = addresses(cfg)
     pid = proxy_pid(cfg)
     if pid:
-        if services._wait(lambda: _listening(cfg), timeout):
+        if proc_.wait_until(lambda: _listening(cfg), timeout):
             return _info(cfg, "up", pid)
         raise ServiceError(
             f"0MQ proxy (pid {pid}) does not listen on {address_in} / "
             f"{address_out}; see {proxy_log(cfg)}"
         )
     for key, port in _ports(cfg):
-        if services._port_open("127.0.0.1", port):
+        if proc_.port_open("127.0.0.1", port):
             raise ServiceError(
                 f"0MQ proxy: port {port} ({key}) is already in use by another "
                 "process; stop it or choose another port in iconfig.yml"
             )
     argv = [
-        services._bin("bluesky-0MQ-proxy"),
+        proc_.venv_bin("bluesky-0MQ-proxy"),
         "--in-address",
         address_in,
         "--out-address",
         address_out,
     ]
-    proc = services._spawn(argv, proxy_log(cfg), _pid_file(cfg))
+    child = proc_.spawn(argv, proxy_log(cfg), _pid_file(cfg))
 
     def ready() -> bool:
-        if proc.poll() is not None:
+        if child.poll() is not None:
             raise ServiceError(
-                f"0MQ proxy exited with code {proc.returncode}; see "
-                f"{proxy_log(cfg)}:\n{services._tail(proxy_log(cfg))}"
+                f"0MQ proxy exited with code {child.returncode}; see "
+                f"{proxy_log(cfg)}:\n{proc_.tail(proxy_log(cfg))}"
             )
         return _listening(cfg)
 
-    if not services._wait(ready, timeout, period=0.1):
-        services._stop_pid(proc.pid, timeout=3.0)
+    if not proc_.wait_until(ready, timeout, period=0.1):
+        proc_.stop_pid(child.pid, timeout=3.0)
         _pid_file(cfg).unlink(missing_ok=True)
         raise ServiceError(f"0MQ proxy did not listen within {timeout:.0f} s; see {proxy_log(cfg)}")
-    return _info(cfg, "up", proc.pid, started=True)
+    return _info(cfg, "up", child.pid, started=True)
 
 
 def proxy_status(cfg: dict) -> ServiceInfo:
@@ -144,11 +144,11 @@ def proxy_status(cfg: dict) -> ServiceInfo:
     )
 
 
-def stop_proxy(cfg: dict, timeout: float = services.STOP_TIMEOUT) -> ServiceInfo:
+def stop_proxy(cfg: dict, timeout: float = proc_.STOP_TIMEOUT) -> ServiceInfo:
     """Stop the proxy if adscan started it (pid file)."""
     if not enabled(cfg):
         return ServiceInfo(NAME, "disabled", detail="live.proxy: false")
     pid = proxy_pid(cfg)
-    how = services._stop_pid(pid, timeout) if pid else "not started by adscan"
+    how = proc_.stop_pid(pid, timeout) if pid else "not started by adscan"
     _pid_file(cfg).unlink(missing_ok=True)
     return _info(cfg, "down", pid, how)
