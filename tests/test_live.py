@@ -82,6 +82,34 @@ class Collector:
         return out
 
 
+class Output:
+    """A subprocess's merged output, read in a thread (to wait for a line while it runs)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.lines = proc, []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert time.monotonic() < deadline, f"no {text!r} in {''.join(self.lines)}"
+            assert self.proc.poll() is None, "".join(self.lines)
+            time.sleep(0.1)
+
+    def text(self, timeout: float = 30.0) -> str:
+        self.proc.wait(timeout)
+        self.thread.join(10)
+        return "".join(self.lines)
+
+
+WATCH_READY = "adscan watch: no run in progress; waiting for one on"
+
+
 def run_items(rm, plans, timeout=300.0) -> list[dict]:
     n0 = rm.status()["items_in_history"]
     for plan in plans:
@@ -142,7 +170,9 @@ def live_runs(service, rm):
         text=True,
         env=env,
     )
-    time.sleep(3.0)  # the watcher's SUB socket connects
+    watch_out = Output(watch)
+    watch_out.wait_for(WATCH_READY)  # printed once its SUB socket is connected
+    time.sleep(0.5)  # 0MQ subscription handshake
     plans = [
         BPlan("adscan_scan", "m1", -1, 1, 6, frames=2),
         BPlan("adscan_grid_scan", "m1", -1, 1, 5, "m2", -0.5, 0.5, 4, snake=True, frames=2),
@@ -171,7 +201,7 @@ def live_runs(service, rm):
         time.sleep(0.2)
     time.sleep(1.5)  # last documents and the watcher's final refresh
     watch.terminate()
-    out, _ = watch.communicate(timeout=30)
+    out = watch_out.text()
     collector.close()
     items = rm.history_get()["items"][n0:]
     for item in items:
@@ -476,10 +506,12 @@ def test_docs_bec_snippet_watch_once_plot_and_qserver_progress(service, rm, tmp_
         env=env,
     )
     try:
-        time.sleep(4.0)  # both SUB sockets connected
+        watch_out = Output(watch)
+        watch_out.wait_for(WATCH_READY)  # its SUB socket is connected
+        time.sleep(2.0)  # the BEC client, started at the same time, too
         (item,) = run_items(rm, [BPlan("adscan_count", num=3, frames=1)])
         (uid,) = item["result"]["run_uids"]
-        out, _ = watch.communicate(timeout=60)  # --once: exits by itself after the run
+        out = watch_out.text(timeout=60)  # --once: exits by itself after the run
         assert watch.returncode == 0, out
         assert f"run uid {uid}  queue item {item['item_uid']}" in out
         assert "[##############################] 3/3  100%" in out

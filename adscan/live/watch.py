@@ -319,7 +319,8 @@ def watch(
                 watcher._write(WAITING.format(address=address))
 
     dispatcher.subscribe(on_doc)
-    watcher._write(WAITING.format(address=address))
+    # said once the loop runs, i.e. once the SUB socket is connected (start() connects it)
+    loop.call_soon(watcher._write, WAITING.format(address=address))
     if timeout:
         loop.call_later(
             timeout,
