@@ -8,7 +8,15 @@ from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from bluesky_queueserver import parameter_annotation_decorator
 
-from adscan.plans.scans import DEFAULT_DETECTORS, DETECTORS, MAX_POINTS, _check_int, _resolve
+from adscan.plans.scans import (
+    DEFAULT_DETECTORS,
+    DETECTORS,
+    MAX_DELAY,
+    MAX_POINTS,
+    PlanArgumentError,
+    _check_int,
+    _resolve,
+)
 
 
 @parameter_annotation_decorator(
@@ -19,8 +27,8 @@ from adscan.plans.scans import DEFAULT_DETECTORS, DETECTORS, MAX_POINTS, _check_
                          "annotation": "Detectors", "devices": {"Detectors": DETECTORS}},
             "num": {"description": "Number of readings (1 to 100000).", "annotation": "int",
                     "min": 1, "max": MAX_POINTS},
-            "delay": {"description": "Seconds between readings (>= 0).", "annotation": "float",
-                      "min": 0},
+            "delay": {"description": f"Seconds between readings (0 to {MAX_DELAY:g}).",
+                      "annotation": "float", "min": 0, "max": MAX_DELAY},
         },
     }
 )
@@ -42,6 +50,9 @@ def adscan_read_stats(detector: Any = DEFAULT_DETECTORS[0] if DEFAULT_DETECTORS 
     """
     det = _resolve(detector, "detector")
     _check_int("num", num, 1, MAX_POINTS)
+    if (isinstance(delay, bool) or not isinstance(delay, int | float)
+            or not 0 <= delay <= MAX_DELAY):
+        raise PlanArgumentError(f"delay must be a number from 0 to {MAX_DELAY:g}, got {delay!r}")
     md = {"adscan_plan": "adscan_read_stats", "plan_name": "adscan_read_stats",
           "detectors": [det.stats1.name], "num_points": num,
           "adscan_command": f"adscan_read_stats({det.name}, num={num})"}

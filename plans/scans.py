@@ -32,11 +32,14 @@ MAX_DELAY = 3600.0
 MD_MAX_BYTES = 64 * 1024
 MD_MAX_DEPTH = 8
 MD_MAX_KEY = 64
+#: Integers in md must fit a signed 64-bit integer (msgpack, BSON and the catalog refuse more).
+MD_INT_MIN, MD_INT_MAX = -(2**63), 2**63 - 1
 #: Start-document keys the RunEngine or these plans set themselves; ``md`` may not override them.
 RESERVED_MD = frozenset({
     "uid", "time", "scan_id", "plan_name", "plan_type", "plan_args", "plan_pattern",
     "plan_pattern_args", "plan_pattern_module", "detectors", "motors", "num_points",
     "num_intervals", "frames_per_point", "adscan_plan", "adscan_command",
+    "hints",  # the plan's hints (which fields to plot); a user's would replace or break them
 })
 
 _FRAMES = {
@@ -53,8 +56,9 @@ _DETECTORS = {
 _MD = {
     "description": (f"Metadata added to the run's start document: string keys (at most "
                     f"{MD_MAX_KEY} characters, no '$' first, no '.'), JSON values, at most "
-                    f"{MD_MAX_DEPTH} levels and {MD_MAX_BYTES // 1024} KiB; keys the plan sets "
-                    "(uid, scan_id, plan_name, detectors, motors, ...) are refused."),
+                    f"{MD_MAX_DEPTH} levels and {MD_MAX_BYTES // 1024} KiB, integers within "
+                    "signed 64 bits; keys the plan sets (uid, scan_id, plan_name, detectors, "
+                    "motors, hints, ...) are refused."),
     "annotation": "typing.Dict[str, typing.Any]",
 }
 
@@ -116,6 +120,9 @@ def _detectors(detectors: Sequence[Any] | None) -> list[Any]:
     if detectors is not None and (isinstance(detectors, str | bytes | dict)
                                   or not isinstance(detectors, Sequence)):
         raise PlanArgumentError(f"detectors must be a list of detector names, got {detectors!r}")
+    if detectors is not None and len(detectors) == 0:
+        raise PlanArgumentError("detectors=[] names no detector: give at least one, or leave "
+                                f"detectors out for the default {list(DEFAULT_DETECTORS)}")
     dets = [_resolve(d, "detector") for d in (detectors or DEFAULT_DETECTORS)]
     if not dets:
         raise PlanArgumentError("no detector: give detectors=[...]")
@@ -150,7 +157,12 @@ def _check_md_value(value: Any, path: str, depth: int) -> None:
     elif isinstance(value, str):
         if "\x00" in value:
             raise PlanArgumentError(f"md value at {path} contains a NUL character")
-    elif not (value is None or isinstance(value, bool | int)):
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not MD_INT_MIN <= value <= MD_INT_MAX:
+            raise PlanArgumentError(
+                f"md value at {path} is an integer outside the signed 64-bit range "
+                f"[-2**63, 2**63-1] (the catalog cannot store it): give a float or a string")
+    elif not (value is None or isinstance(value, bool)):
         raise PlanArgumentError(
             f"md value at {path} must be JSON (str, number, bool, null, list, dict), "
             f"got {type(value).__name__}")
@@ -230,7 +242,7 @@ def adscan_count(
     command = f"adscan_count(detectors={_names(dets)}, num={num}, frames={frames})"
     plan = bp.count(dets, num=num, delay=delay or None,
                     md=_md(md, "adscan_count", frames, command))
-    return (yield from with_frames(plan, dets, frames))
+    return (yield from with_frames(plan, dets, frames, points=num))
 
 
 @parameter_annotation_decorator(
@@ -282,7 +294,7 @@ def adscan_scan(
                f"detectors={_names(dets)})")
     plan = bp.scan(dets, motor, start, stop, num=num,
                    md=_md(md, "adscan_scan", frames, command))
-    return (yield from with_frames(plan, dets, frames))
+    return (yield from with_frames(plan, dets, frames, points=num))
 
 
 @parameter_annotation_decorator(
@@ -341,7 +353,7 @@ def adscan_scan2(
                f"{stop2}, num={num}, frames={frames}, detectors={_names(dets)})")
     plan = bp.scan(dets, motor1, start1, stop1, motor2, start2, stop2, num=num,
                    md=_md(md, "adscan_scan2", frames, command))
-    return (yield from with_frames(plan, dets, frames))
+    return (yield from with_frames(plan, dets, frames, points=num))
 
 
 @parameter_annotation_decorator(
@@ -413,4 +425,4 @@ def adscan_grid_scan(
                f"detectors={_names(dets)})")
     plan = bp.grid_scan(dets, motor1, start1, stop1, num1, motor2, start2, stop2, num2,
                         snake_axes=snake, md=_md(md, "adscan_grid_scan", frames, command))
-    return (yield from with_frames(plan, dets, frames))
+    return (yield from with_frames(plan, dets, frames, points=num1 * num2))

@@ -44,6 +44,15 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _allow_all(tmp: Path) -> Path:
+    """A permissions file letting the default group queue every plan (stock ones included)."""
+    path = tmp / "allow-all-permissions.yaml"
+    perms = yaml.safe_load(services.DEFAULT_PERMISSIONS.read_text())
+    perms["user_groups"]["primary"].update(allowed_plans=[":.*"], forbidden_plans=[None])
+    path.write_text(yaml.safe_dump(perms))
+    return path
+
+
 def _write_iconfig(tmp: Path, name: str, redis_port: int, ctl: int, info: int, ca: int,
                    startup: Path) -> Path:
     with open(DEFAULT_ICONFIG) as f:
@@ -60,6 +69,7 @@ def _write_iconfig(tmp: Path, name: str, redis_port: int, ctl: int, info: int, c
         redis_name_prefix=f"adscan_test_{uuid.uuid4().hex[:8]}",
         startup_dir=str(startup),
         existing_plans_devices=str(tmp / f"{name}-existing_plans_and_devices.yaml"),
+        user_group_permissions=str(_allow_all(tmp)),  # the minimal profile has stock plans only
     )
     path = tmp / f"{name}-iconfig.yml"
     path.write_text(yaml.safe_dump(raw))
