@@ -33,6 +33,7 @@ from adscan.plans import (  # noqa: E402,F401 - exported to users and the queue 
 )
 from adscan.preprocessors import add_profile_streams  # noqa: E402
 from adscan.progress import PROGRESS, adscan_progress  # noqa: E402,F401 - a worker function
+from adscan.runclose import OpenRunRecorder, close_left_open, open_runs_dir  # noqa: E402
 from adscan.specfile import make_spec_writer  # noqa: E402
 
 # --- RunEngine with metadata that survives restarts (scan_id keeps counting) -----------
@@ -44,6 +45,8 @@ RE.md.setdefault("instrument_name", iconfig["instrument"]["name"])
 RE.md.setdefault("beamline_id", iconfig["instrument"]["name"])
 
 # --- every document to the catalog and the SPEC file ----------------------------------
+close_left_open(iconfig)  # runs a destroyed/killed worker left open: stop doc, SPEC exit_status
+RE.subscribe(OpenRunRecorder(open_runs_dir(iconfig)))
 catalog_writer = make_catalog_writer(iconfig)
 RE.subscribe(catalog_writer)
 specwriter = make_spec_writer(iconfig, RE=RE)
