@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 import yaml
 
-from adscan import epics_env
+from adscan import epics_env, procfamily
 from adscan.config import PROFILE_DIR, STARTUP_DIR
 
 QSERVER_TEMPLATE = STARTUP_DIR / "qserver.yml"
@@ -622,6 +622,8 @@ def ensure_re_manager(cfg: dict, timeout: float = RE_MANAGER_START_TIMEOUT) -> S
     log = re_manager_log(cfg)
     pid_file = _pid_file(cfg, "re-manager")
     pid = _re_manager_pid(cfg)
+    if pid is None:
+        _stop_orphans(cfg)  # a manager/worker whose watchdog died: stopped, then started anew
     if re_manager_status(cfg) is not None:
         state = "up" if pid else "external"
         return ServiceInfo("re-manager", state, addr, pid, str(log) if pid else "")
@@ -651,6 +653,7 @@ def ensure_re_manager(cfg: dict, timeout: float = RE_MANAGER_START_TIMEOUT) -> S
         env["QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER"] = private_key
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("MPLBACKEND", "Agg")
+    procfamily.tag(env, procfamily.marker(cfg, "re-manager"))  # watchdog, manager, worker
     argv = [_bin("start-re-manager"), "--config", str(conf_path)]
     proc = _spawn(argv, log, pid_file, env=env)
 
@@ -668,6 +671,24 @@ def ensure_re_manager(cfg: dict, timeout: float = RE_MANAGER_START_TIMEOUT) -> S
             f"RE Manager did not answer at {addr} within {timeout:.0f} s; see {log}:\n{_tail(log)}"
         )
     return ServiceInfo("re-manager", "up", addr, proc.pid, str(log), started=True)
+
+
+def _stop_orphans(cfg: dict, timeout: float = STOP_TIMEOUT) -> str:
+    """Stop RE Manager processes adscan started whose watchdog is gone (``kill -9`` of it).
+
+    They still answer and hold the ZMQ ports, but nothing restarts their worker: stopping them
+    (the queue is in Redis) and starting a new family is safer than adopting them.
+    """
+    family = procfamily.marker(cfg, "re-manager")
+    orphans = procfamily.members(family)
+    if not orphans:
+        return ""
+    what = procfamily.describe(orphans)
+    survivors = procfamily.stop(family, timeout)
+    if survivors:
+        raise ServiceError(f"cannot stop RE Manager processes left by adscan: "
+                           f"{procfamily.describe(survivors)}")
+    return f"stopped orphans {what}"
 
 
 def open_environment(cfg: dict, timeout: float = ENVIRONMENT_OPEN_TIMEOUT) -> dict:
@@ -785,15 +806,19 @@ def status(cfg: dict, *, check_ioc: bool = True) -> list[ServiceInfo]:
             + ("" if ok or not pid else "; process alive but PVs do not answer"),
         ))
     pid = _re_manager_pid(cfg)
+    orphans = [] if pid else procfamily.members(procfamily.marker(cfg, "re-manager"))
     st = re_manager_status(cfg)
-    if st is None:
+    if orphans:  # started by adscan, watchdog gone: `adscan up` or `down` stops them
+        state, detail = "orphaned", f"watchdog gone, left running: {procfamily.describe(orphans)}"
+    elif st is None:
         state, detail = "down", ("process alive but not answering" if pid else "")
     else:
         state = "up" if pid else "external"
         detail = (f"manager_state={st.get('manager_state')} "
                   f"environment={'open' if st.get('worker_environment_exists') else 'closed'} "
                   f"queue={st.get('items_in_queue')} history={st.get('items_in_history')}")
-    out.append(ServiceInfo("re-manager", state, qs["zmq_control_addr"], pid,
+    out.append(ServiceInfo("re-manager", state, qs["zmq_control_addr"],
+                           pid or (orphans[0].pid if orphans else None),
                            str(re_manager_log(cfg)), detail))
     out.append(ServiceInfo("re-manager-info", state, qs["zmq_info_addr"], pid,
                            detail="console output (zmq_publish_console)"))
@@ -834,6 +859,19 @@ def down(cfg: dict, timeout: float = STOP_TIMEOUT) -> list[ServiceInfo]:
     else:
         out.append(ServiceInfo("re-manager", "down", _qs(cfg)["zmq_control_addr"],
                                detail="not started by adscan"))
+    # Every process of the family (e.g. a manager and worker whose watchdog was killed): down
+    # never reports success while one of them runs.
+    family = procfamily.marker(cfg, "re-manager")
+    left = procfamily.members(family)
+    if left:
+        what = procfamily.describe(left)
+        survivors = procfamily.stop(family, timeout)
+        info = out[-1]
+        info.pid = info.pid or left[0].pid
+        info.detail = (f"{info.detail}; " if pid else "") + f"stopped {what}"
+        if survivors:
+            info.state = "running"
+            info.detail += f"; STILL RUNNING: {procfamily.describe(survivors)}"
     pid_file.unlink(missing_ok=True)
 
     pid_file = _pid_file(cfg, "ioc")
