@@ -24,6 +24,7 @@ from bluesky_queueserver import is_re_worker_active  # noqa: E402
 
 from adscan.catalog import make_catalog_writer, open_catalog  # noqa: E402
 from adscan.devices import create_devices  # noqa: E402
+from adscan.frameindex import FrameIndexWriter  # noqa: E402
 from adscan.plans import (  # noqa: E402,F401 - exported to users and the queue server
     adscan_count,
     adscan_grid_scan,
@@ -51,6 +52,7 @@ catalog_writer = make_catalog_writer(iconfig)
 RE.subscribe(catalog_writer)
 specwriter = make_spec_writer(iconfig, RE=RE)
 RE.subscribe(specwriter.receiver)
+RE.subscribe(FrameIndexWriter())  # /entry/adscan/point_index in each image file
 if not is_re_worker_active():  # the catalog is for people; the worker only writes to it
     cat = open_catalog(iconfig)
 

@@ -16,6 +16,7 @@ from bluesky import preprocessors as bpp
 from bluesky.utils import RequestAbort, RequestStop
 from ophyd import Staged
 
+from adscan import frameindex
 from adscan.devices.watchdog import DeviceDisconnectedError, disconnected
 from adscan.preprocessors import wait_connected
 
@@ -160,6 +161,7 @@ def with_frames(plan: Generator, detectors: Iterable[Any], frames: int,
                 f"({type(ex).__name__}: {ex})") from ex
 
     def restore():
+        frameindex.flush()  # detectors unstaged: each image file gets its frame -> point index
         for det, value in saved:
             if value is None:
                 det.cam.stage_sigs.pop("num_images", None)
