@@ -32,6 +32,7 @@ same catalog (with the LZ4-capable ``AD_HDF5`` handler).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -153,7 +154,15 @@ class CatalogWriter:
 
     def __call__(self, name: str, doc: dict) -> None:
         t0 = time.perf_counter()
-        self._callback(name, doc)
+        try:
+            self._callback(name, doc)
+        except Exception:
+            if name == "start" and self.kind == "msgpack":  # e.g. a value msgpack cannot pack
+                path = Path(self.target) / f"{doc.get('uid')}.msgpack"
+                with contextlib.suppress(OSError):
+                    if path.stat().st_size == 0:
+                        path.unlink()  # no empty run file is left behind (issue 12.3)
+            raise
         self.stats["seconds"] += time.perf_counter() - t0
         self.stats["documents"] += 1
 
