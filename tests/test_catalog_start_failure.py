@@ -8,7 +8,7 @@ import pytest
 from bluesky import RunEngine
 from bluesky import plans as bp
 
-from adscan.catalog import make_catalog_writer
+from adscan.callbacks.catalog_writer import make_catalog_writer
 
 
 def test_unstorable_start_document_leaves_no_empty_file(iconfig, tmp_path):

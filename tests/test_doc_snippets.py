@@ -32,7 +32,7 @@ import pytest
 from conftest import CA_PORTS, REPO, TAG, write_iconfig
 
 from adscan import services
-from adscan.config import load_iconfig
+from adscan.core.config import load_iconfig
 from adscan.ports import free_ports
 
 pytestmark = pytest.mark.timeout(900)
@@ -188,7 +188,7 @@ def test_snippets_run(service, doc):
                 background.append(proc)
                 key = http_key(proc)
                 deadline = time.monotonic() + 60
-                while not services._port_open("127.0.0.1", http_port):
+                while not services.port_open("127.0.0.1", http_port):
                     assert proc.poll() is None and time.monotonic() < deadline, (
                         f"{doc}:{block['line']}: no server:\n{log_path.read_text()[-3000:]}")
                     time.sleep(0.2)

@@ -31,7 +31,7 @@ from spec2nexus.spec import SpecDataFile
 from test_faults import spec_path, wait_for
 
 from adscan import procfamily, services
-from adscan.config import load_iconfig
+from adscan.core.config import load_iconfig
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -63,7 +63,7 @@ def family(cfg: dict) -> list[psutil.Process]:
 def roles(cfg: dict) -> dict[str, int]:
     """pids of the watchdog (pid file) and its two children: the manager (listens on the ZMQ
     control port) and the worker."""
-    watchdog = services._re_manager_pid(cfg)
+    watchdog = services.re_manager_pid(cfg)
     assert watchdog, "no RE Manager started by adscan"
     port = int(cfg["queueserver"]["zmq_control_addr"].rsplit(":", 1)[1])
     children = psutil.Process(watchdog).children()
@@ -104,7 +104,7 @@ def open_run_uid(cfg: dict) -> str:
 
 def check_closed(cfg: dict, uid: str, *, spec_incomplete: bool) -> None:
     """The run is closed in the catalog and the SPEC file, and both readers read the file."""
-    from adscan.catalog import open_catalog
+    from adscan.data import open_catalog
 
     run = open_catalog(cfg)[uid]
     stop = run.metadata["stop"]

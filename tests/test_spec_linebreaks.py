@@ -20,8 +20,8 @@ import pytest
 from event_model import compose_run
 from spec2nexus.spec import SpecDataFile
 
-from adscan.specfile import AdscanSpecWriter
-from adscan.textsafe import is_one_line, one_line
+from adscan.callbacks.specfile import AdscanSpecWriter
+from adscan.callbacks.textsafe import is_one_line, one_line
 
 #: Every character str.splitlines() splits on (the test checks the list is complete), plus
 #: CR LF, NUL and a lone surrogate (cannot be encoded as UTF-8).

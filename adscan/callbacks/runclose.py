@@ -110,7 +110,7 @@ def _close_in_msgpack(directory: Path, stop: dict) -> bool:
 def _close_in_mongo(uri: str, stop: dict) -> bool:
     import pymongo
 
-    from adscan.catalog import mongo_uri_with_timeout
+    from adscan.core.catalog_settings import mongo_uri_with_timeout
 
     client = pymongo.MongoClient(mongo_uri_with_timeout(uri))
     try:
@@ -141,7 +141,7 @@ def _close_in_spec(path: Path, record: dict, reason: str) -> bool:
         return False
     from apstools.callbacks.spec_file_writer import SPEC_TIME_FORMAT
 
-    from adscan.textsafe import one_line
+    from adscan.callbacks.textsafe import one_line
 
     date = datetime.datetime.now().strftime(SPEC_TIME_FORMAT)
     out = [
@@ -155,8 +155,8 @@ def _close_in_spec(path: Path, record: dict, reason: str) -> bool:
 
 def close_left_open(cfg: dict, reason: str = REASON) -> list[dict[str, Any]]:
     """Close every run whose writer process is gone; returns what was done, per run."""
-    from adscan.catalog import catalog_directory
-    from adscan.specfile import spec_file_path
+    from adscan.callbacks.specfile import spec_file_path
+    from adscan.core.catalog_settings import catalog_directory
 
     directory = open_runs_dir(cfg)
     done: list[dict[str, Any]] = []
