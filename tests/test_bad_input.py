@@ -272,7 +272,7 @@ def test_runtime_refusal_moves_nothing(rm, service, item, keyword):
 
 def test_qserver_lists_and_accepts_only_adscan_plans(rm, service):
     """Issue 12.5 through the real CLI: `qserver allowed plans` and a refused `tweak`."""
-    from conftest import qserver
+    from helpers import qserver
 
     listed = qserver(service, "allowed", "plans").stdout
     plans_allowed = set(rm.plans_allowed()["plans_allowed"])

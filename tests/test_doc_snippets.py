@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import CA_PORTS, REPO, TAG, write_iconfig
+from helpers import CA_PORTS, REPO, TAG, write_iconfig
 
 from adscan import services
 from adscan.core.config import load_iconfig

@@ -67,8 +67,8 @@ def check_frame_index(run, ds) -> None:
     point (written, then re-taken after the resume) are -1."""
     import h5py
 
-    from adscan.data import image_files
     from adscan.callbacks.frameindex import frames_of, point_index
+    from adscan.data import image_files
 
     files = image_files(run)
     assert len(files) == 1, files

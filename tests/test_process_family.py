@@ -26,9 +26,8 @@ from pathlib import Path
 import psutil
 import pytest
 from bluesky_queueserver_api import BPlan
-from conftest import CA_PORTS, TAG, write_iconfig
+from helpers import CA_PORTS, TAG, spec_path, wait_for, write_iconfig
 from spec2nexus.spec import SpecDataFile
-from test_faults import spec_path, wait_for
 
 from adscan import procfamily, services
 from adscan.core.config import load_iconfig

@@ -408,8 +408,8 @@ class AdscanSpecWriter(SpecWriterCallback2):
         """Append lines and close the file (a reader sees every row at once).
 
         Every line, also those apstools composes (``#O``, ``#C``), is made exactly one line
-        for ``str.splitlines()`` (:func:`adscan.callbacks.textsafe.one_line`): one bad value must never
-        cost a file that holds other scans.
+        for ``str.splitlines()`` (:func:`adscan.callbacks.textsafe.one_line`): one bad value
+        must never cost a file that holds other scans.
         """
         text = "\n".join(one_line(line, self.max_line_length) for line in lines) + "\n"
         with open(self.file_name, "a", encoding="utf-8") as f:

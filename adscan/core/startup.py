@@ -55,11 +55,10 @@ def make_writers(cfg: dict, RE, *, console: bool = True) -> Writers:
     sessions turn it off because the live table already shows each point.
     """
     from adscan.callbacks.catalog_writer import make_catalog_writer
-    from adscan.callbacks.progress import PROGRESS
-    from adscan.callbacks.specfile import make_spec_writer
-
     from adscan.callbacks.frameindex import FrameIndexWriter
+    from adscan.callbacks.progress import PROGRESS
     from adscan.callbacks.runclose import OpenRunRecorder, close_left_open, open_runs_dir
+    from adscan.callbacks.specfile import make_spec_writer
 
     close_left_open(cfg)  # runs a destroyed/killed worker left open: stop doc, SPEC exit_status
     RE.subscribe(OpenRunRecorder(open_runs_dir(cfg)))
