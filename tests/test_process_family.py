@@ -29,8 +29,9 @@ from bluesky_queueserver_api import BPlan
 from helpers import CA_PORTS, TAG, spec_path, wait_for, write_iconfig
 from spec2nexus.spec import SpecDataFile
 
-from adscan import procfamily, services
+from adscan import services
 from adscan.core.config import load_iconfig
+from adscan.services import procfamily
 
 pytestmark = pytest.mark.timeout(900)
 
