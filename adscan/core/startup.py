@@ -47,17 +47,26 @@ def make_run_engine(cfg: dict):
 def make_writers(cfg: dict, RE, *, console: bool = True) -> Writers:
     """Subscribe every document to the catalog and the SPEC file, and the progress reporter.
 
+    First, runs a lost worker left open are closed (:mod:`adscan.callbacks.runclose`); each
+    open run is recorded, and each image file gets its frame -> point index
+    (:mod:`adscan.callbacks.frameindex`).
+
     ``console``: the progress reporter prints a line per point (the worker); interactive
     sessions turn it off because the live table already shows each point.
     """
     from adscan.callbacks.catalog_writer import make_catalog_writer
+    from adscan.callbacks.frameindex import FrameIndexWriter
     from adscan.callbacks.progress import PROGRESS
+    from adscan.callbacks.runclose import OpenRunRecorder, close_left_open, open_runs_dir
     from adscan.callbacks.specfile import make_spec_writer
 
+    close_left_open(cfg)  # runs a destroyed/killed worker left open: stop doc, SPEC exit_status
+    RE.subscribe(OpenRunRecorder(open_runs_dir(cfg)))
     catalog = make_catalog_writer(cfg)
     RE.subscribe(catalog)
     spec = make_spec_writer(cfg, RE=RE)
     RE.subscribe(spec.receiver)
+    RE.subscribe(FrameIndexWriter())  # /entry/adscan/point_index in each image file
     RE.subscribe(PROGRESS)
     if not console:
         PROGRESS.stream = None
