@@ -210,6 +210,7 @@ def profile(bench: Bench, plan: str, n: int, frames: int, acquire: float) -> dic
         RE.msg_hook = None
         st.close()
     st.msgs.append((r["t_return"], "end", ""))  # the last message (unstage) ends here
+    st.msgs.insert(0, (r["t_call"], "call", "(RE called -> first msg)"))
     velocity = float(bench.device("m1").velocity.get())
     accel = float(bench.device("m1").acceleration.get())
     ph = phases(st, det.name, motors, frames, acquire, velocity, accel, pts)

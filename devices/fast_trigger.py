@@ -16,8 +16,9 @@ These hold with real IOCs too: they only change what the client asks and when it
   read blocked ophyd's one monitor-dispatch thread, so with two motors the second ``DMOV``
   waited for the first motor's round trip.
 
-``ADSCAN_CLIENT_LEVERS=0`` (read when a device is created) turns the three off, for before/after
-figures; :func:`levers_enabled` tells which is in effect.
+``ADSCAN_CLIENT_LEVERS=0`` turns the three off (read at each stage, trigger and move, so a
+benchmark can alternate before/after runs in one process); the CA monitors that
+``adscan.devices.area_detector`` declares stay on either way.
 """
 
 from __future__ import annotations
@@ -130,16 +131,13 @@ class LeanStaging(Device):
     the next, as ophyd's ``set().wait()``), then the children are staged; every original value
     is recorded and ``unstage()`` restores them in reverse order, after unstaging the children;
     an error while staging unstages what was done and re-raises.  A signal whose value already
-    is the one wanted is not put (nor, on unstage, one already back at its original).
+    is the one wanted is not put; on unstage, one not put at stage is read first and put back
+only if it changed meanwhile (the IOC may change some, e.g. ``array_counter``).
     (Reading the originals concurrently in threads was tried: slower, 0.4 s v. 0.2 s.)
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._adscan_levers = levers_enabled()
-
     def stage(self):
-        if not getattr(self, "_adscan_levers", True):
+        if not levers_enabled():
             return super().stage()
         if self._staged == Staged.yes:
             raise RedundantStaging(f"Device {self!r} is already staged. Unstage it first.")
@@ -153,11 +151,13 @@ class LeanStaging(Device):
             (getattr(self, k) if isinstance(k, str) else k, v) for k, v in self.stage_sigs.items()
         )
         original_vals = {sig: sig.get() for sig in stage_sigs}
+        self._adscan_changed = set()  # put at stage: restored at unstage without a read first
         devices_staged = []
         try:
             for sig, val in stage_sigs.items():
                 if not _same(sig, val, original_vals[sig]):
                     put_confirmed(sig, val)
+                    self._adscan_changed.add(sig)
                 self._original_vals[sig] = original_vals[sig]
             devices_staged.append(self)
             for attr in self._sub_devices:
@@ -174,7 +174,7 @@ class LeanStaging(Device):
         return devices_staged
 
     def unstage(self):
-        if not getattr(self, "_adscan_levers", True):
+        if not levers_enabled():
             return super().unstage()
         self.log.debug("Unstaging %s", self.name)
         self._staged = Staged.partially
@@ -184,10 +184,12 @@ class LeanStaging(Device):
             if hasattr(device, "unstage"):
                 device.unstage()
                 devices_unstaged.append(device)
+        changed = getattr(self, "_adscan_changed", set())
         for sig, val in reversed(list(self._original_vals.items())):
-            if not _same(sig, val, _read(sig, val)):
+            if sig in changed or not _same(sig, val, _read(sig, val)):
                 put_confirmed(sig, val)
             self._original_vals.pop(sig)
+        changed.clear()
         devices_unstaged.append(self)
         self._staged = Staged.no
         return devices_unstaged
