@@ -102,6 +102,7 @@ def phases(st: Stamps, det_name: str, motors: list[str], frames: int, period: fl
     dmov1 = {m: st.edges(f"{m}_dmov", 1) for m in motors}
     point = -1
     in_run = False
+    step_sets: dict[int, dict[str, tuple]] = {}  # step -> motor -> (set, DMOV=1 ioc, client)
     for i, (t, cmd, obj) in enumerate(msgs):
         nxt = _next_msg(msgs, i)
         if cmd in ("stage", "unstage") and obj == det_name:
@@ -124,6 +125,7 @@ def phases(st: Stamps, det_name: str, motors: list[str], frames: int, period: fl
                     add(f"move {obj}: DMOV 0->1 @IOC - trapezoid",
                         d1[0] - d0[0] - move_time(dist, velocity, accel))
                 add(f"move {obj}: DMOV=1 @IOC -> client", d1[1] - d1[0])
+                step_sets.setdefault(point + 1, {})[obj] = (t, d1[0], d1[1])
                 # the RunEngine's next message after the motors' wait
                 j = next((k for k in range(i + 1, len(msgs)) if msgs[k][1] == "wait"), None)
                 if j is not None:
@@ -147,6 +149,13 @@ def phases(st: Stamps, det_name: str, motors: list[str], frames: int, period: fl
             if j is not None:
                 add("read (create -> save)", msgs[j][0] - t)
                 add("emit (save -> next msg)", _next_msg(msgs, j) - msgs[j][0])
+    # two motors per step: commanded together? completions serialized?
+    for moved in step_sets.values():
+        if len(moved) == 2:
+            (s1, i1, c1), (s2, i2, c2) = moved.values()
+            add("2 motors: set -> set (RunEngine)", abs(s2 - s1))
+            add("2 motors: DMOV=1 @IOC, |m1 - m2|", abs(i2 - i1))
+            add("2 motors: DMOV=1 at client, |m1 - m2|", abs(c2 - c1))
     # before the first point: where the run's set-up time goes, by message (summed)
     setup: dict[str, float] = {}
     for i, (t, cmd, obj) in enumerate(msgs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import time
 
 from apstools.devices import SimDetectorCam_V34, SingleTrigger_V34
@@ -18,6 +19,8 @@ from ophyd.areadetector.plugins import (
 )
 
 from adscan.devices.fast_trigger import CachedADTriggerStatus, LeanStaging, levers_enabled
+
+logger = logging.getLogger("adscan.devices")
 
 
 def monitored(cpt):
@@ -123,6 +126,30 @@ class SimDetector_V34(SingleTriggerV34, DetectorBase, LeanStaging):
     pva = ADComponent(MyPvaPlugin, "Pva1:")
     roi1 = ADComponent(MyROIPlugin, "ROI1:")
     stats1 = ADComponent(MyStatsPlugin, "Stats1:")
+
+    #: cam1 (AcquireTime, AcquirePeriod) put back after an IOC restart (``configure_timing``).
+    acquire_times: tuple[float, float] | None = None
+
+    def configure_timing(self, acquire_time: float, acquire_period: float) -> None:
+        """Put the configured acquire time and period, and remember them for restarts."""
+        self.acquire_times = (float(acquire_time), float(acquire_period))
+        self.cam.acquire_time.put(self.acquire_times[0])
+        self.cam.acquire_period.put(self.acquire_times[1])
+
+    def restore_after_restart(self) -> bool:
+        """After an IOC restart (HDF1 not primed): the acquire times put back and HDF1 primed
+        with one frame (apstools' ``AD_prime_plugin2``).  True if it was needed.
+
+        Plans call it before staging (:func:`adscan.plans.frames.preflight`)."""
+        from apstools.devices import AD_plugin_primed, AD_prime_plugin2
+
+        if AD_plugin_primed(self.hdf1):
+            return False
+        if self.acquire_times is not None:
+            self.configure_timing(*self.acquire_times)
+        logger.info("priming %s.hdf1 with one frame", self.name)
+        AD_prime_plugin2(self.hdf1)
+        return True
 
     def read(self):
         """The reading, after checking that HDF1 wrote this point's frames.
