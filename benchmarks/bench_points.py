@@ -35,8 +35,12 @@ from bench_scans import plan_call, position, set_acquire  # noqa: E402
 from profile_point import Stamps, set_size, spec  # noqa: E402
 
 PLANS = ("adscan_count", "adscan_scan", "adscan_scan2", "adscan_grid_scan")
-MOTORS = {"adscan_count": [], "adscan_scan": ["m1"], "adscan_scan2": ["m1", "m2"],
-          "adscan_grid_scan": ["m1", "m2"]}
+MOTORS = {
+    "adscan_count": [],
+    "adscan_scan": ["m1"],
+    "adscan_scan2": ["m1", "m2"],
+    "adscan_grid_scan": ["m1", "m2"],
+}
 
 
 def levers(on: bool) -> None:
@@ -64,10 +68,13 @@ def one_run(bench: Bench, plan: str, n: int, frames: int, period: float) -> dict
         over.append(trig[i + 1] - trig[i] - frames * period - max(moves or [0.0]))
     ideal = n * frames * period + sum(
         max([move_time(b[m] - a_[m], velocity, accel) for m in b] or [0.0])
-        for a_, b in zip(pts, pts[1:], strict=False))
-    return {"point": statistics.median(over) if over else float("nan"),
-            "fixed": (trig[0] - r["t_call"]) + (r["t_return"] - saves[-1]),
-            "whole": (r["stop"] - r["start"] - ideal) / n}
+        for a_, b in zip(pts, pts[1:], strict=False)
+    )
+    return {
+        "point": statistics.median(over) if over else float("nan"),
+        "fixed": (trig[0] - r["t_call"]) + (r["t_return"] - saves[-1]),
+        "whole": (r["stop"] - r["start"] - ideal) / n,
+    }
 
 
 def queue_ratio(bench: Bench, plan: str, n: int, frames: int) -> float:
@@ -122,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 3:
         ap.error("--repeats must be >= 3 (medians of at least 3 runs)")
     n = args.points or (20 if args.quick else 30)
-    sizes = [int(x) for x in (args.sizes or ("16,1024" if args.quick else "16,256,1024"))
-             .split(",")]
+    sizes = [
+        int(x) for x in (args.sizes or ("16,1024" if args.quick else "16,256,1024")).split(",")
+    ]
     frames_list = [int(x) for x in (args.frames or ("3" if args.quick else "1,3,10")).split(",")]
     plans = args.plans.split(",")
     modes = [False, True] if args.compare else [True]
@@ -156,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
                             d = res.setdefault((plan, size, frames, on), {})
                             for key, v in r.items():
                                 d.setdefault(key, []).append(v)
-            print(f"  repeat {rep + 1}/{args.repeats} done at {time.monotonic() - t0:.0f} s, "
-                  f"load {loads[-1]:.1f}", flush=True)
+            print(
+                f"  repeat {rep + 1}/{args.repeats} done at {time.monotonic() - t0:.0f} s, "
+                f"load {loads[-1]:.1f}",
+                flush=True,
+            )
         levers(True)
         if queue:  # queue workers take ADSCAN_CLIENT_LEVERS at start-up: levers on only
             set_size(bench, 1024)
@@ -171,32 +182,52 @@ def main(argv: list[str] | None = None) -> int:
         levers(True)
         bench.stop()
 
-    rows = [("load average (1 min) at each repeat", " ".join(f"{x:.1f}" for x in loads), ""),
-            ("points per run / acquire period", f"{n} / {args.acquire:g} s", "")]
+    rows = [
+        ("load average (1 min) at each repeat", " ".join(f"{x:.1f}" for x in loads), ""),
+        ("points per run / acquire period", f"{n} / {args.acquire:g} s", ""),
+    ]
     print(f"\nmedian [min-max] of {args.repeats} interleaved runs; ms")
-    head = f"{'plan':<17}{'px':>6}{'fr':>4}  {'levers':<7}{'per point':>22}{'fixed/run':>24}" \
-           f"{'whole run/pt':>22}"
+    head = (
+        f"{'plan':<17}{'px':>6}{'fr':>4}  {'levers':<7}{'per point':>22}{'fixed/run':>24}"
+        f"{'whole run/pt':>22}"
+    )
     print(head)
     for (plan, size, frames, on), d in res.items():
         tag = "on" if on else "off"
-        print(f"{plan:<17}{size:>6}{frames:>4}  {tag:<7}{fmt(d['point']):>22}"
-              f"{fmt(d['fixed'], digits=0):>24}{fmt(d['whole']):>22}")
-        rows.append((f"{plan.removeprefix('adscan_')} {size}px x{frames} levers {tag}",
-                     f"per point {fmt(d['point'])} | fixed {fmt(d['fixed'], digits=0)} | "
-                     f"whole run {fmt(d['whole'])}", "ms"))
+        print(
+            f"{plan:<17}{size:>6}{frames:>4}  {tag:<7}{fmt(d['point']):>22}"
+            f"{fmt(d['fixed'], digits=0):>24}{fmt(d['whole']):>22}"
+        )
+        rows.append(
+            (
+                f"{plan.removeprefix('adscan_')} {size}px x{frames} levers {tag}",
+                f"per point {fmt(d['point'])} | fixed {fmt(d['fixed'], digits=0)} | "
+                f"whole run {fmt(d['whole'])}",
+                "ms",
+            )
+        )
     for (plan, size, frames), ratios in qres.items():
         shown = fmt(ratios, scale=1, digits=3)
         print(f"queue/in-process {plan} 50 pts x{frames} {size}px: {shown}")
-        rows.append((f"queue/in-process {plan.removeprefix('adscan_')} 50x{frames} {size}px",
-                     shown, ""))
+        rows.append(
+            (f"queue/in-process {plan.removeprefix('adscan_')} 50x{frames} {size}px", shown, "")
+        )
     for _on, gaps in handoff.items():
         shown = fmt(gaps)
         print(f"queue hand-off (stop doc -> next start doc), {len(gaps)} gaps: {shown} ms")
         rows.append(("queue hand-off per item, stop doc -> next start doc", shown, "ms"))
-    report("points", rows, {"quick": args.quick, "compare": args.compare,
-                            "runs": {"|".join(map(str, k)): v for k, v in res.items()},
-                            "queue": {"|".join(map(str, k)): v for k, v in qres.items()},
-                            "handoff": handoff.get(True, []), "loads": loads})
+    report(
+        "points",
+        rows,
+        {
+            "quick": args.quick,
+            "compare": args.compare,
+            "runs": {"|".join(map(str, k)): v for k, v in res.items()},
+            "queue": {"|".join(map(str, k)): v for k, v in qres.items()},
+            "handoff": handoff.get(True, []),
+            "loads": loads,
+        },
+    )
     return 0
 
 

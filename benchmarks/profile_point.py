@@ -87,8 +87,16 @@ def _next_msg(msgs, i):
     return msgs[i + 1][0] if i + 1 < len(msgs) else float("nan")
 
 
-def phases(st: Stamps, det_name: str, motors: list[str], frames: int, period: float,
-           velocity: float, accel: float, positions: list[dict]) -> dict[str, list[float]]:
+def phases(
+    st: Stamps,
+    det_name: str,
+    motors: list[str],
+    frames: int,
+    period: float,
+    velocity: float,
+    accel: float,
+    positions: list[dict],
+) -> dict[str, list[float]]:
     """Per-point and per-run phases (seconds) from the stamps of one run."""
     msgs = st.msgs
     out: dict[str, list[float]] = {}
@@ -122,8 +130,10 @@ def phases(st: Stamps, det_name: str, motors: list[str], frames: int, period: fl
                 step = point + 1
                 if 0 < step < len(positions):
                     dist = positions[step][obj] - positions[step - 1][obj]
-                    add(f"move {obj}: DMOV 0->1 @IOC - trapezoid",
-                        d1[0] - d0[0] - move_time(dist, velocity, accel))
+                    add(
+                        f"move {obj}: DMOV 0->1 @IOC - trapezoid",
+                        d1[0] - d0[0] - move_time(dist, velocity, accel),
+                    )
                 add(f"move {obj}: DMOV=1 @IOC -> client", d1[1] - d1[0])
                 step_sets.setdefault(point + 1, {})[obj] = (t, d1[0], d1[1])
                 # the RunEngine's next message after the motors' wait
@@ -204,8 +214,11 @@ def profile(bench: Bench, plan: str, n: int, frames: int, acquire: float) -> dic
     """One run of ``plan`` with every message and edge stamped; its phases (seconds)."""
     ns = bench.ns
     RE, det = ns["RE"], bench.device("simdet")
-    motors = ["m1", "m2"] if plan in ("adscan_scan2", "adscan_grid_scan") else (
-        ["m1"] if plan == "adscan_scan" else [])
+    motors = (
+        ["m1", "m2"]
+        if plan in ("adscan_scan2", "adscan_grid_scan")
+        else (["m1"] if plan == "adscan_scan" else [])
+    )
     st = Stamps()
     st.watch("busy", det.cam.acquire_busy)
     for m in motors:
@@ -273,9 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     load = os.getloadavg()
-    print_table(f"{args.plan}, {args.points} points x {args.frames} frames, "
-                f"{args.size or 'full'} px, {args.acquire:g} s; median of {args.runs} runs; "
-                f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}", summarize(runs))
+    print_table(
+        f"{args.plan}, {args.points} points x {args.frames} frames, "
+        f"{args.size or 'full'} px, {args.acquire:g} s; median of {args.runs} runs; "
+        f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}",
+        summarize(runs),
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
     return 0

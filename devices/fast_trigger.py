@@ -83,9 +83,15 @@ def _same(sig: Any, target: Any, current: Any) -> bool:
             return False
         if enums and not isinstance(target, str) and not 0 <= int(target) < len(enums):
             return False
-        return bool(_compare_maybe_enum(target, current, enums,
-                                        getattr(sig, "tolerance", None),
-                                        getattr(sig, "rtolerance", None)))
+        return bool(
+            _compare_maybe_enum(
+                target,
+                current,
+                enums,
+                getattr(sig, "tolerance", None),
+                getattr(sig, "rtolerance", None),
+            )
+        )
     except Exception:  # noqa: BLE001 - not comparable: put it
         return False
 
@@ -118,8 +124,9 @@ def put_confirmed(sig: Any, value: Any, timeout: float | None = None) -> None:
         if _same(sig, value, current):
             return
         if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"{sig.name}: put {value!r}, read back {current!r} "
-                               f"after {timeout} s")
+            raise TimeoutError(
+                f"{sig.name}: put {value!r}, read back {current!r} after {timeout} s"
+            )
         time.sleep(poll)
         poll = min(2 * poll, 0.1)
 
@@ -132,7 +139,7 @@ class LeanStaging(Device):
     is recorded and ``unstage()`` restores them in reverse order, after unstaging the children;
     an error while staging unstages what was done and re-raises.  A signal whose value already
     is the one wanted is not put; on unstage, one not put at stage is read first and put back
-only if it changed meanwhile (the IOC may change some, e.g. ``array_counter``).
+    only if it changed meanwhile (the IOC may change some, e.g. ``array_counter``).
     (Reading the originals concurrently in threads was tried: slower, 0.4 s v. 0.2 s.)
     """
 
@@ -142,9 +149,11 @@ only if it changed meanwhile (the IOC may change some, e.g. ``array_counter``).
         if self._staged == Staged.yes:
             raise RedundantStaging(f"Device {self!r} is already staged. Unstage it first.")
         if self._staged == Staged.partially:
-            raise RedundantStaging(f"Device {self!r} has been partially staged. Maybe the most "
-                                   "recent unstaging encountered an error before finishing. "
-                                   "Try unstaging again.")
+            raise RedundantStaging(
+                f"Device {self!r} has been partially staged. Maybe the most "
+                "recent unstaging encountered an error before finishing. "
+                "Try unstaging again."
+            )
         self.log.debug("Staging %s", self.name)
         self._staged = Staged.partially
         stage_sigs = OrderedDict(
@@ -201,8 +210,9 @@ class LeanEpicsMotor(EpicsMotor):
 
     def _move_changed(self, timestamp=None, value=None, sub_type=None, **kwargs):
         if not levers_enabled():
-            return super()._move_changed(timestamp=timestamp, value=value, sub_type=sub_type,
-                                         **kwargs)
+            return super()._move_changed(
+                timestamp=timestamp, value=value, sub_type=sub_type, **kwargs
+            )
         was_moving = self._moving
         self._moving = value != 1
         started = False
@@ -220,10 +230,18 @@ class LeanEpicsMotor(EpicsMotor):
             if severity != AlarmSeverity.NO_ALARM:
                 status = self.user_readback.alarm_status
                 if severity > self.tolerated_alarm:
-                    self.log.error("Motion failed: %s is in an alarm state status=%s "
-                                   "severity=%s", self.name, status, severity)
+                    self.log.error(
+                        "Motion failed: %s is in an alarm state status=%s severity=%s",
+                        self.name,
+                        status,
+                        severity,
+                    )
                     success = False
                 else:
-                    self.log.warning("Motor %s raised an alarm during motion status=%s "
-                                     "severity %s", self.name, status, severity)
+                    self.log.warning(
+                        "Motor %s raised an alarm during motion status=%s severity %s",
+                        self.name,
+                        status,
+                        severity,
+                    )
             self._done_moving(success=success, timestamp=timestamp, value=value)
