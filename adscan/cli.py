@@ -75,8 +75,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from adscan import services
 
-    _print(services.down(_cfg(args), timeout=args.timeout), args.json)
-    return 0
+    infos = services.down(_cfg(args), timeout=args.timeout)
+    _print(infos, args.json)
+    return 0 if all(i.state == "down" for i in infos) else 1  # never success with one left
 
 
 def cmd_ioc(args: argparse.Namespace) -> int:

@@ -40,9 +40,11 @@ class DeviceSet:
 
 
 def create_motor(name: str, pv: str, timeout: float):
-    """An ``ophyd.EpicsMotor`` (read() holds readback and setpoint); a lost IOC fails its move."""
-    from ophyd import EpicsMotor
+    """An ``ophyd.EpicsMotor`` (read() holds readback and setpoint); a lost IOC fails its move.
 
+    ``LeanEpicsMotor``: its move completes on DMOV=1 without a CA read (fast_trigger.py).
+    """
+    from adscan.devices.fast_trigger import LeanEpicsMotor as EpicsMotor
     from adscan.devices.watchdog import fail_on_disconnect
 
     motor = EpicsMotor(pv, name=name, labels=("motor",))

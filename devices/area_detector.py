@@ -18,6 +18,8 @@ from ophyd.areadetector.plugins import (
     StatsPlugin_V34,
 )
 
+from adscan.devices.fast_trigger import CachedADTriggerStatus, LeanStaging, levers_enabled
+
 logger = logging.getLogger("adscan.devices")
 
 
@@ -34,19 +36,50 @@ def monitored(cpt):
     return new
 
 
-class MyHDF5Plugin(FileStoreHDF5IterativeWrite, HDF5Plugin_V34):
+class MyHDF5Plugin(FileStoreHDF5IterativeWrite, HDF5Plugin_V34, LeanStaging):
     """HDF5 file writer: one file per run stage, frames appended (Stream mode)."""
 
+    port_name = monitored(HDF5Plugin_V34.port_name)  # ophyd validates the asyn ports
+    nd_array_port = monitored(HDF5Plugin_V34.nd_array_port)  # at every stage (2 reads/plugin)
     enable = monitored(HDF5Plugin_V34.enable)  # read by generate_datum() at every trigger
     write_status = monitored(HDF5Plugin_V34.write_status)  # checked by read() at every point
 
 
-class MyStatsPlugin(StatsPlugin_V34):
+class MyStatsPlugin(StatsPlugin_V34, LeanStaging):
     """Stats plugin whose per-point readings (total, max, unique ID) are CA monitors."""
 
+    port_name = monitored(StatsPlugin_V34.port_name)
+    nd_array_port = monitored(StatsPlugin_V34.nd_array_port)
     total = monitored(StatsPlugin_V34.total)
     max_value = monitored(StatsPlugin_V34.max_value)
     unique_id = monitored(StatsPlugin_V34.unique_id)
+
+
+class MyCam(SimDetectorCam_V34, LeanStaging):
+    """The how-to's cam; staged without re-putting values already there (``LeanStaging``)."""
+
+    port_name = monitored(SimDetectorCam_V34.port_name)  # read by every stage's port check
+
+
+class MyImagePlugin(ImagePlugin_V34, LeanStaging):
+    """image1, staged by ``LeanStaging``."""
+
+    port_name = monitored(ImagePlugin_V34.port_name)
+    nd_array_port = monitored(ImagePlugin_V34.nd_array_port)
+
+
+class MyPvaPlugin(PvaPlugin_V34, LeanStaging):
+    """Pva1, staged by ``LeanStaging``."""
+
+    port_name = monitored(PvaPlugin_V34.port_name)
+    nd_array_port = monitored(PvaPlugin_V34.nd_array_port)
+
+
+class MyROIPlugin(ROIPlugin_V34, LeanStaging):
+    """ROI1, staged by ``LeanStaging``."""
+
+    port_name = monitored(ROIPlugin_V34.port_name)
+    nd_array_port = monitored(ROIPlugin_V34.nd_array_port)
 
 
 class SingleTriggerV34(SingleTrigger_V34):
@@ -57,30 +90,41 @@ class SingleTriggerV34(SingleTrigger_V34):
     the frames can be done before ``trigger()`` returns, and the RunEngine then receives
     ``None`` ("'NoneType' object has no attribute 'add_callback'").  Here the status
     object created is the one returned.
+
+    The status is ``CachedADTriggerStatus`` (no CA read before the Acquire put; the frame
+    count is the cam's ``num_images``, read once at stage) unless ``ADSCAN_CLIENT_LEVERS=0``.
     """
+
+    def stage(self):
+        self._adscan_frames = None
+        staged = super().stage()
+        if levers_enabled():
+            self._adscan_frames = int(self.cam.num_images.get(use_monitor=False))
+        return staged
 
     def trigger(self):
         if self._staged != Staged.yes:
             raise RuntimeError("This detector is not ready to trigger: stage() it first.")
-        status = self._status_type(self)
+        fast = getattr(self, "_adscan_frames", None) is not None
+        status = (CachedADTriggerStatus if fast else self._status_type)(self)
         self._status = status
         self._acquisition_signal.put(1, wait=False)
         self.generate_datum(self._image_name, time.time(), {})
         return status
 
 
-class SimDetector_V34(SingleTriggerV34, DetectorBase):
+class SimDetector_V34(SingleTriggerV34, DetectorBase, LeanStaging):
     """ADSimDetector v3.4 as in the how-to (trigger race fixed, see ``SingleTriggerV34``).
 
     ``cam`` is declared before ``hdf1`` so that the camera's ``num_images`` is staged
     before the HDF5 plugin reads it as the number of frames per point.
     """
 
-    cam = ADComponent(SimDetectorCam_V34, "cam1:")
+    cam = ADComponent(MyCam, "cam1:")
     hdf1 = ADComponent(MyHDF5Plugin, "HDF1:", write_path_template="/", read_path_template="/")
-    image = ADComponent(ImagePlugin_V34, "image1:")
-    pva = ADComponent(PvaPlugin_V34, "Pva1:")
-    roi1 = ADComponent(ROIPlugin_V34, "ROI1:")
+    image = ADComponent(MyImagePlugin, "image1:")
+    pva = ADComponent(MyPvaPlugin, "Pva1:")
+    roi1 = ADComponent(MyROIPlugin, "ROI1:")
     stats1 = ADComponent(MyStatsPlugin, "Stats1:")
 
     #: cam1 (AcquireTime, AcquirePeriod) put back after an IOC restart (``configure_timing``).

@@ -7,7 +7,7 @@ from bluesky import preprocessors as bpp
 from bluesky.protocols import Readable
 from bluesky.utils import MsgGenerator
 
-from adscan.plans.spec import MAX_POINTS, Param, adscan_plan
+from adscan.plans.spec import MAX_DELAY, MAX_POINTS, Param, adscan_plan
 
 
 @adscan_plan(
@@ -15,7 +15,8 @@ from adscan.plans.spec import MAX_POINTS, Param, adscan_plan
     frames_wrapper=False,
     detector=Param("Area detector whose stats1 plugin is read.", "detector"),
     num=Param("Number of readings (1 to 100000).", "count", min=1, max=MAX_POINTS),
-    delay=Param("Seconds between readings (>= 0).", "number", min=0),
+    delay=Param(f"Seconds between readings (0 to {MAX_DELAY:g}).", "number", min=0,
+                max=MAX_DELAY),
 )
 def adscan_read_stats(detector: Readable = "simdet", num: int = 5,
                       delay: float = 0.0) -> MsgGenerator:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Generator, Iterable
@@ -15,6 +16,7 @@ from bluesky import preprocessors as bpp
 from bluesky.utils import RequestAbort, RequestStop
 from ophyd import Staged
 
+from adscan.callbacks import frameindex
 from adscan.core.preprocessors import wait_connected
 from adscan.devices.watchdog import DeviceDisconnectedError, disconnected
 from adscan.plans import spec
@@ -91,11 +93,47 @@ def preflight(det: Any) -> None:
                 f"does not exist (FilePathExists_RBV=No): {hdf.write_message.get()}")
 
 
-def with_frames(plan: Generator, detectors: Iterable[Any], frames: int) -> Generator:
+#: Bytes per pixel of the cam's DataType (areaDetector NDDataType_t names).
+_PIXEL_BYTES = {"Int8": 1, "UInt8": 1, "Int16": 2, "UInt16": 2, "Int32": 4, "UInt32": 4,
+                "Int64": 8, "UInt64": 8, "Float32": 4, "Float64": 8}
+#: Free space kept beyond the expected image size (other files, HDF5 overhead).
+SPACE_MARGIN = 1.05
+
+
+def expected_image_bytes(det: Any, points: int, frames: int) -> int:
+    """Uncompressed bytes of ``points * frames`` images of ``det`` (LZ4 of noise saves ~10%)."""
+    cam = det.cam
+    x = int(cam.size.size_x.get(use_monitor=False))
+    y = int(cam.size.size_y.get(use_monitor=False))
+    dtype = str(cam.data_type.get(as_string=True, use_monitor=False))
+    colour = str(cam.color_mode.get(as_string=True, use_monitor=False))
+    per_pixel = _PIXEL_BYTES.get(dtype, 8) * (3 if colour.startswith("RGB") else 1)
+    return int(points) * int(frames) * x * y * per_pixel
+
+
+def check_space(det: Any, points: int, frames: int) -> None:
+    """Refuse a scan whose images cannot fit the free space of the image directory."""
+    read_path = Path(datetime.datetime.now().strftime(det.hdf1.read_path_template))
+    try:
+        need = expected_image_bytes(det, points, frames)
+    except Exception as ex:  # noqa: BLE001 - a cam without these PVs: say so, do not block
+        logger.warning("%s: image size unknown (%s): free space not checked", det.name, ex)
+        return
+    free = shutil.disk_usage(read_path if read_path.exists() else read_path.parent).free
+    if need * SPACE_MARGIN > free:
+        raise DetectorNotReady(
+            f"{det.name}: {points} points x {frames} frames need about {need / 1e9:.3g} GB of "
+            f"images (uncompressed), but {read_path} has only {free / 1e9:.3g} GB free: "
+            "take fewer points or frames, or free space first")
+
+
+def with_frames(plan: Generator, detectors: Iterable[Any], frames: int,
+                points: int | None = None) -> Generator:
     """Run ``plan`` with every area detector staged for ``frames`` images per point.
 
     The camera's ``num_images`` stage signal is set when the plan starts and restored
-    when it ends, whether it completed, failed, or was aborted.
+    when it ends, whether it completed, failed, or was aborted.  With ``points``, the
+    expected image size is checked against the free space first (:func:`check_space`).
     """
     dets = area_detectors(detectors)
     saved: list[tuple[Any, Any]] = []
@@ -105,6 +143,8 @@ def with_frames(plan: Generator, detectors: Iterable[Any], frames: int) -> Gener
         yield from wait_connected(dets, spec.SETTINGS.reconnect_timeout)
         for det in dets:
             preflight(det)
+            if points is not None:
+                check_space(det, points, frames)
         for det in dets:
             saved.append((det, det.cam.stage_sigs.get("num_images")))
             det.cam.stage_sigs["num_images"] = int(frames)
@@ -122,6 +162,7 @@ def with_frames(plan: Generator, detectors: Iterable[Any], frames: int) -> Gener
                 f"({type(ex).__name__}: {ex})") from ex
 
     def restore():
+        frameindex.flush()  # detectors unstaged: each image file gets its frame -> point index
         for det, value in saved:
             if value is None:
                 det.cam.stage_sigs.pop("num_images", None)

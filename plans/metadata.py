@@ -15,11 +15,14 @@ from adscan.core.schema import RESERVED_MD
 MD_MAX_BYTES = 64 * 1024
 MD_MAX_DEPTH = 8
 MD_MAX_KEY = 64
+#: Integers in md must fit a signed 64-bit integer (msgpack, BSON and the catalog refuse more).
+MD_INT_MIN, MD_INT_MAX = -(2**63), 2**63 - 1
 
 MD_DESCRIPTION = (f"Metadata added to the run's start document: string keys (at most "
                   f"{MD_MAX_KEY} characters, no '$' first, no '.'), JSON values, at most "
-                  f"{MD_MAX_DEPTH} levels and {MD_MAX_BYTES // 1024} KiB; keys the plan sets "
-                  "(uid, scan_id, plan_name, detectors, motors, ...) are refused.")
+                  f"{MD_MAX_DEPTH} levels and {MD_MAX_BYTES // 1024} KiB, integers within "
+                  "signed 64 bits; keys the plan sets (uid, scan_id, plan_name, detectors, "
+                  "motors, hints, ...) are refused.")
 
 
 class PlanArgumentError(ValueError):
@@ -50,7 +53,12 @@ def _check_md_value(value: Any, path: str, depth: int) -> None:
     elif isinstance(value, str):
         if "\x00" in value:
             raise PlanArgumentError(f"md value at {path} contains a NUL character")
-    elif not (value is None or isinstance(value, bool | int)):
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not MD_INT_MIN <= value <= MD_INT_MAX:
+            raise PlanArgumentError(
+                f"md value at {path} is an integer outside the signed 64-bit range "
+                f"[-2**63, 2**63-1] (the catalog cannot store it): give a float or a string")
+    elif not (value is None or isinstance(value, bool)):
         raise PlanArgumentError(
             f"md value at {path} must be JSON (str, number, bool, null, list, dict), "
             f"got {type(value).__name__}")

@@ -101,6 +101,9 @@ def check_detectors(detectors: Any) -> list[Any]:
         isinstance(detectors, str | bytes | dict) or not isinstance(detectors, Sequence)
     ):
         raise PlanArgumentError(f"detectors must be a list of detector names, got {detectors!r}")
+    if detectors is not None and len(detectors) == 0:
+        raise PlanArgumentError("detectors=[] names no detector: give at least one, or leave "
+                                f"detectors out for the default {list(SETTINGS.default_detectors)}")
     dets = [resolve(d, "detector") for d in (detectors or SETTINGS.default_detectors)]
     if not dets:
         raise PlanArgumentError("no detector: give detectors=[...]")
@@ -297,7 +300,9 @@ def adscan_plan(
             if not frames_wrapper:
                 return (yield from inner)
             dets = bound.get("detectors") or [bound["detector"]]
-            return (yield from with_frames(inner, dets, bound["frames"]))
+            points = (bound["num"] if "num" in bound
+                      else bound["num1"] * bound["num2"] if "num1" in bound else None)
+            return (yield from with_frames(inner, dets, bound["frames"], points=points))
 
         plan.__signature__ = sig
         plan._adscan_spec = (description, params)

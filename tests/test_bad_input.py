@@ -111,6 +111,7 @@ STATIC = [
     ("delay-negative", plan("adscan_count", delay=-1), ["delay", "out of range"]),
     ("delay-huge", plan("adscan_count", delay=1e9), ["delay", "out of range"]),
     ("delay-str", plan("adscan_count", delay="1"), "delay"),
+    ("read-stats-delay-huge", plan("adscan_read_stats", delay=1e9), ["delay", "out of range"]),
     ("snake-str", plan("adscan_grid_scan", *GRID, snake="yes"), "snake"),
     ("snake-list", plan("adscan_grid_scan", *GRID, snake=[True]), "snake"),
     ("snake-float", plan("adscan_grid_scan", *GRID, snake=1.0), "snake"),
@@ -127,6 +128,14 @@ STATIC = [
     ("md-list", plan("adscan_scan", *SCAN, md=[1, 2]), ["md", "dictionary"]),
     ("md-str", plan("adscan_scan", *SCAN, md="sample=1"), ["md", "dictionary"]),
     ("md-int", plan("adscan_count", md=5), ["md", "dictionary"]),
+    # issue 12.5: stock plans are not queueable (no device check at submission; tweak loops)
+    ("stock-tweak", plan("tweak", "simdet", "simdet_stats1_total", "m1", 0.1),
+     "not in the list of allowed plans"),
+    ("stock-count-subdevice", plan("count", ["simdet.stats1"]), "not in the list of allowed"),
+    ("stock-scan-unknown-motor", plan("scan", ["simdet"], "m9", 0, 1, num=2),
+     "not in the list of allowed plans"),
+    ("stock-grid-scan", plan("grid_scan", ["simdet"], "m1", 0, 1, 2, "m2", 0, 1, 2),
+     "not in the list of allowed plans"),
 ]
 
 # (id, item, keyword in the failure message) - accepted at submission, refused when run
@@ -153,6 +162,14 @@ RUNTIME = [
     ("md-nul-string", plan("adscan_count", md={"note": "a\x00b"}), "NUL"),
     ("md-sample-list", plan("adscan_count", md={"sample": [1, 2]}), "sample"),
     ("delay-nan", plan("adscan_count", delay=math.nan), "delay"),
+    # issue 12.3 and 12.6: refused before anything moves, no run, no file, no scan number used
+    ("md-int-beyond-int64", plan("adscan_count", md={"counts": 2**70}), ["md.counts", "64-bit"]),
+    ("md-int-below-int64", plan("adscan_count", md={"n": {"counts": -(2**63) - 1}}),
+     ["md.n.counts", "64-bit"]),
+    ("md-hints-str", plan("adscan_count", md={"hints": "x"}), ["hints", "reserved"]),
+    ("md-hints-dict", plan("adscan_scan", *SCAN, md={"hints": {"dimensions": []}}),
+     ["hints", "reserved"]),
+    ("detectors-empty", plan("adscan_count", detectors=[]), "detectors=[]"),
 ]
 
 # Legitimate but hostile-looking metadata is stored verbatim, never interpreted.
@@ -251,6 +268,66 @@ def test_runtime_refusal_moves_nothing(rm, service, item, keyword):
     assert after["spec"] == before["spec"], "the SPEC file changed"
     st = rm.status()
     assert st["manager_state"] == "idle" and st["worker_environment_exists"]
+
+
+def test_qserver_lists_and_accepts_only_adscan_plans(rm, service):
+    """Issue 12.5 through the real CLI: `qserver allowed plans` and a refused `tweak`."""
+    from helpers import qserver
+
+    listed = qserver(service, "allowed", "plans").stdout
+    plans_allowed = set(rm.plans_allowed()["plans_allowed"])
+    assert plans_allowed == {"adscan_count", "adscan_scan", "adscan_scan2", "adscan_grid_scan",
+                             "adscan_read_stats"}
+    for stock in ("count", "scan", "grid_scan", "tweak", "mv"):
+        assert f"'{stock}'" not in listed, stock
+    assert "adscan_grid_scan" in listed, listed[-2000:]
+    before = [i["item_uid"] for i in rm.queue_get()["items"]]
+    proc = qserver(service, "queue", "add", "plan",
+                   '{"name": "tweak", "args": ["simdet", "simdet_stats1_total", "m1", 0.1]}',
+                   check=False)
+    assert proc.returncode != 0 and "Plan 'tweak' is not in" in proc.stdout, proc.stdout
+    assert [i["item_uid"] for i in rm.queue_get()["items"]] == before
+
+
+def _spec_numbers(cfg) -> list[int]:
+    from spec2nexus.spec import SpecDataFile
+
+    path = Path(cfg["spec"]["directory"]) / cfg["spec"]["file"]
+    return [int(n) for n in SpecDataFile(str(path)).getScanNumbers()] if path.exists() else []
+
+
+def test_failed_md_leaves_no_empty_file_and_no_scan_number_gap(rm, service):
+    """Issue 12.3: int beyond int64 in md used to leave a 0-byte run file and skip a #S number."""
+    n0 = rm.status()["items_in_history"]
+    rm.item_add(plan("adscan_count", num=1, frames=1))
+    assert _run_queue_until_idle(rm, n0, 120)["result"]["exit_status"] == "completed"
+    before = _spec_numbers(service)
+    rm.item_add(plan("adscan_count", num=1, frames=1, md={"counts": 2**70}))
+    last = _run_queue_until_idle(rm, n0 + 1, 120)
+    assert last["result"]["exit_status"] == "failed" and "md.counts" in last["result"]["msg"]
+    rm.queue_clear()
+    rm.item_add(plan("adscan_count", num=1, frames=1))
+    assert _run_queue_until_idle(rm, n0 + 2, 120)["result"]["exit_status"] == "completed"
+    after = _spec_numbers(service)
+    assert after == [*before, before[-1] + 1], (before, after)
+    catalog = Path(service["catalog"]["directory"])
+    empty = [p for p in catalog.rglob("*") if p.is_file() and p.stat().st_size == 0]
+    assert empty == [], f"empty run files in the catalog: {empty}"
+
+
+def test_scan_larger_than_free_space_is_refused(rm, service):
+    """Issue 12.6: 100000 points x 1000 frames (about 100 TB) is refused before anything moves."""
+    before = snapshot(rm, service)
+    n0 = rm.status()["items_in_history"]
+    rm.item_add(plan("adscan_scan", "m1", -1, 1, 100_000, frames=1000))
+    last = _run_queue_until_idle(rm, n0, 120)
+    result = last["result"]
+    assert result["exit_status"] == "failed" and result["run_uids"] == [], result
+    assert "GB free" in result["msg"] and "100000 points x 1000 frames" in result["msg"], result
+    rm.queue_clear()
+    after = snapshot(rm, service)
+    assert {k: after[k] for k in ("m1", "m2", "images", "catalog", "spec")} == {
+        k: before[k] for k in ("m1", "m2", "images", "catalog", "spec")}
 
 
 def test_hostile_looking_metadata_is_stored_verbatim(rm, service):

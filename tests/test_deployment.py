@@ -268,6 +268,7 @@ def test_re_manager_environment_covers_every_variable_adscan_reads(compose):
     set_by_adscan = set(__import__("adscan.epics_env", fromlist=["x"]).LOOPBACK_ENV) | {
         "EPICS_CA_SERVER_PORT", "EPICS_CAS_SERVER_PORT",  # from iconfig epics.ca_server_port
         "ADSCAN_ICONFIG_SOURCE",                          # set by the entrypoint itself
+        "ADSCAN_PROCESS_FAMILY",                          # set by adscan for its children
     }
     removed_by_adscan = {"QSERVER_CONFIG", "QSERVER_ZMQ_CONTROL_ADDRESS_FOR_SERVER",
                          "QSERVER_ZMQ_INFO_ADDRESS_FOR_SERVER"}

@@ -31,7 +31,9 @@ def found_devices(iconfig, beamline):
     """The profile's devices (m1, m2, simdet) connected to the session's simulated IOC."""
     from adscan.core.config import load_devices
     from adscan.devices import REGISTRY, create_devices
+    from adscan.plans import configure_plans
 
+    configure_plans(iconfig, load_devices())  # as the profile does: plans wait for reconnects
     found = create_devices(iconfig, load_devices())
     assert not found.missing, found.missing
     yield found

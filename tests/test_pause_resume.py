@@ -62,7 +62,30 @@ def start_and_pause(cfg: dict, api, how: str, rows: int = 3) -> int:
     return n0
 
 
-def check_run(cfg: dict, uid: str, exit_status: str) -> int:
+def check_frame_index(run, ds) -> None:
+    """Issue 12.6: the file says which frames are each point's; frames of an interrupted
+    point (written, then re-taken after the resume) are -1."""
+    import h5py
+
+    from adscan.callbacks.frameindex import frames_of, point_index
+    from adscan.data import image_files
+
+    files = image_files(run)
+    assert len(files) == 1, files
+    index = point_index(files[0])
+    assert index is not None, f"no /entry/adscan/point_index in {files[0]}"
+    n = len(ds["time"])
+    with h5py.File(files[0], "r", locking=False) as f:
+        data = f["/entry/data/data"]
+        assert len(index) == data.shape[0]
+        assert set(index.tolist()) <= {-1, *range(n)}
+        for p in range(n):
+            frames = frames_of(index, p)
+            assert len(frames) == FRAMES and np.all(np.diff(frames) == 1), (p, frames)
+            assert int(data[frames[-1]].sum()) == int(ds["simdet_stats1_total"].values[p]), p
+
+
+def check_run(cfg: dict, uid: str, exit_status: str, frame_index: bool = True) -> int:
     """Catalog, HDF5 and SPEC agree; setpoints follow the grid; return the number of points."""
     run = catalog_run(cfg, uid)
     assert run.metadata["stop"]["exit_status"] == exit_status, run.metadata["stop"]
@@ -77,6 +100,8 @@ def check_run(cfg: dict, uid: str, exit_status: str) -> int:
     assert images.shape == (n, FRAMES, 256, 256)
     for p in range(n):
         assert int(images[p, -1].sum()) == int(ds["simdet_stats1_total"].values[p]), p
+    if frame_index:
+        check_frame_index(run, ds)
     block = spec_scan_block(cfg, uid)
     assert f"exit_status = {exit_status}" in block, block[-300:]
     rows = spec_rows(block)
@@ -110,7 +135,8 @@ def test_pause_then_end(stack, action, item_status, run_status, requeued):
     res = items[-1]["result"]
     print(f"\n{action}: item {res['exit_status']}, {res['msg'][:120]}")
     assert res["exit_status"] == item_status, res
-    n = check_run(cfg, res["run_uids"][0], run_status)
+    # halt skips the plan's clean-up: the index is written when the next run starts
+    n = check_run(cfg, res["run_uids"][0], run_status, frame_index=action != "halt")
     assert 3 <= n < len(expected_setpoints())
     queue = [i["name"] for i in api.queue_get()["items"]]
     assert queue == (["adscan_grid_scan"] if requeued else []), queue

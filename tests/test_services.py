@@ -45,6 +45,15 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _allow_all(tmp: Path) -> Path:
+    """A permissions file letting the default group queue every plan (stock ones included)."""
+    path = tmp / "allow-all-permissions.yaml"
+    perms = yaml.safe_load(services.DEFAULT_PERMISSIONS.read_text())
+    perms["user_groups"]["primary"].update(allowed_plans=[":.*"], forbidden_plans=[None])
+    path.write_text(yaml.safe_dump(perms))
+    return path
+
+
 def _write_iconfig(tmp: Path, name: str, redis_port: int, ctl: int, info: int, ca: int,
                    startup: Path) -> Path:
     """A private iconfig (helpers.write_iconfig) on the given ports, no IOC (simulate false)."""
@@ -58,6 +67,7 @@ def _write_iconfig(tmp: Path, name: str, redis_port: int, ctl: int, info: int, c
             redis_addr=f"127.0.0.1:{redis_port}",
             redis_name_prefix=f"adscan_test_{uuid.uuid4().hex[:8]}",
             startup_dir=str(startup),
+            user_group_permissions=str(_allow_all(tmp)),  # the minimal profile: stock plans only
         )
 
     return write_iconfig(tmp / name, ca_port=ca, simulate=False, edit=edit)

@@ -18,8 +18,10 @@ The read side is :mod:`adscan.data.catalog`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import event_model
@@ -50,7 +52,15 @@ class CatalogWriter:
 
     def __call__(self, name: str, doc: dict) -> None:
         t0 = time.perf_counter()
-        self._callback(name, doc)
+        try:
+            self._callback(name, doc)
+        except Exception:
+            if name == "start" and self.kind == "msgpack":  # e.g. a value msgpack cannot pack
+                path = Path(self.target) / f"{doc.get('uid')}.msgpack"
+                with contextlib.suppress(OSError):
+                    if path.stat().st_size == 0:
+                        path.unlink()  # no empty run file is left behind (issue 12.3)
+            raise
         self.stats["seconds"] += time.perf_counter() - t0
         self.stats["documents"] += 1
 

@@ -60,6 +60,7 @@ from apstools.callbacks.spec_file_writer import (
 )
 from apstools.utils.misc import render
 
+from adscan.callbacks.textsafe import one_label, one_line
 from adscan.core.schema import ADSCAN_COMMAND
 
 logger = logging.getLogger(__name__)
@@ -121,10 +122,7 @@ def rebuild_plan_command(doc: dict) -> str:
 
 
 def _one_line(text: str, limit: int) -> str:
-    text = str(text).replace("\r", " ").replace("\n", " ")
-    if len(text) > limit:
-        text = text[: max(limit - 3, 0)] + "..."
-    return text
+    return one_line(text, limit)
 
 
 class AdscanSpecWriter(SpecWriterCallback2):
@@ -328,12 +326,18 @@ class AdscanSpecWriter(SpecWriterCallback2):
     # writing
 
     def write_file_header(self):
+        labels = sorted(one_label(k) for k in self.motors)  # as written in #O
         if self.file_name.exists() and self.file_name.stat().st_size > 0:
-            if sorted(self.motors.keys()) != (self._file_header_motor_keys or []):
+            if labels != (self._file_header_motor_keys or []):
                 self.write_new_file_header = True
         else:
             self.write_new_file_header = True
-        super().write_file_header()
+        raw = self.motors
+        self.motors = {one_label(k): v for k, v in raw.items()}
+        try:
+            super().write_file_header()
+        finally:
+            self.motors = raw
 
     def write_scan_header(self):
         if self._header_written:
@@ -352,7 +356,7 @@ class AdscanSpecWriter(SpecWriterCallback2):
             lines.append(_one_line(f"#MD {k} = {v}", self.max_line_length))
         lines.append(f"#N {len(self.data_labels)}")
         if self.data_labels:
-            lines.append("#L " + "  ".join(self.data_labels))
+            lines.append("#L " + "  ".join(one_label(label) for label in self.data_labels))
         else:
             lines.append("#C no data column labels identified")
         lines += self._pending
@@ -401,9 +405,15 @@ class AdscanSpecWriter(SpecWriterCallback2):
             self._in_scan = False
 
     def _write_lines_(self, lines, mode="a"):
-        """Append lines and close the file (a reader sees every row at once)."""
-        with open(self.file_name, "a") as f:
-            f.write("\n".join(lines) + "\n")
+        """Append lines and close the file (a reader sees every row at once).
+
+        Every line, also those apstools composes (``#O``, ``#C``), is made exactly one line
+        for ``str.splitlines()`` (:func:`adscan.callbacks.textsafe.one_line`): one bad value
+        must never cost a file that holds other scans.
+        """
+        text = "\n".join(one_line(line, self.max_line_length) for line in lines) + "\n"
+        with open(self.file_name, "a", encoding="utf-8") as f:
+            f.write(text)
 
 
 def _scalar(value: Any) -> Any:

@@ -50,19 +50,28 @@ def make_writers(cfg: dict, RE, *, console: bool = True) -> Writers:
     """Subscribe every document to the catalog, the SPEC file, the NeXus writer, the 0MQ
     proxy's publisher, and the progress reporter; start documents get the queue ``item_uid``.
 
+    First, runs a lost worker left open are closed (:mod:`adscan.callbacks.runclose`); each
+    open run is recorded, and each image file gets its frame -> point index
+    (:mod:`adscan.callbacks.frameindex`).
+
     ``console``: the progress reporter prints a line per point (the worker); interactive
     sessions turn it off because the live table already shows each point.
     """
     from adscan.callbacks.catalog_writer import make_catalog_writer
+    from adscan.callbacks.frameindex import FrameIndexWriter
     from adscan.callbacks.nexus import make_nexus_writer
     from adscan.callbacks.progress import PROGRESS, item_uid_preprocessor
     from adscan.callbacks.publisher import make_publisher
+    from adscan.callbacks.runclose import OpenRunRecorder, close_left_open, open_runs_dir
     from adscan.callbacks.specfile import make_spec_writer
 
+    close_left_open(cfg)  # runs a destroyed/killed worker left open: stop doc, SPEC exit_status
+    RE.subscribe(OpenRunRecorder(open_runs_dir(cfg)))
     catalog = make_catalog_writer(cfg)
     RE.subscribe(catalog)
     spec = make_spec_writer(cfg, RE=RE)
     RE.subscribe(spec.receiver)
+    RE.subscribe(FrameIndexWriter())  # /entry/adscan/point_index in each image file
     RE.subscribe(PROGRESS)
     if not console:
         PROGRESS.stream = None

@@ -14,7 +14,9 @@ from pathlib import Path
 import yaml
 
 from adscan.core.config import PROFILE_DIR, STARTUP_DIR
+from adscan.services import procfamily
 from adscan.services.processes import (
+    STOP_TIMEOUT,
     ServiceError,
     ServiceInfo,
     check_loopback,
@@ -201,6 +203,8 @@ def ensure_re_manager(cfg: dict, timeout: float = RE_MANAGER_START_TIMEOUT) -> S
     log = re_manager_log(cfg)
     pid_file = pid_path(cfg, "re-manager")
     pid = re_manager_pid(cfg)
+    if pid is None:
+        stop_orphans(cfg)  # a manager/worker whose watchdog died: stopped, then started anew
     if re_manager_status(cfg) is not None:
         state = "up" if pid else "external"
         return ServiceInfo("re-manager", state, addr, pid, str(log) if pid else "")
@@ -229,6 +233,7 @@ def ensure_re_manager(cfg: dict, timeout: float = RE_MANAGER_START_TIMEOUT) -> S
         env["QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER"] = private_key
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("MPLBACKEND", "Agg")
+    procfamily.tag(env, procfamily.marker(cfg, "re-manager"))  # watchdog, manager, worker
     argv = [venv_bin("start-re-manager"), "--config", str(conf_path)]
     proc = spawn(argv, log, pid_file, env=env)
 
@@ -246,6 +251,24 @@ def ensure_re_manager(cfg: dict, timeout: float = RE_MANAGER_START_TIMEOUT) -> S
             f"RE Manager did not answer at {addr} within {timeout:.0f} s; see {log}:\n{tail(log)}"
         )
     return ServiceInfo("re-manager", "up", addr, proc.pid, str(log), started=True)
+
+
+def stop_orphans(cfg: dict, timeout: float = STOP_TIMEOUT) -> str:
+    """Stop RE Manager processes adscan started whose watchdog is gone (``kill -9`` of it).
+
+    They still answer and hold the ZMQ ports, but nothing restarts their worker: stopping them
+    (the queue is in Redis) and starting a new family is safer than adopting them.
+    """
+    family = procfamily.marker(cfg, "re-manager")
+    orphans = procfamily.members(family)
+    if not orphans:
+        return ""
+    what = procfamily.describe(orphans)
+    survivors = procfamily.stop(family, timeout)
+    if survivors:
+        raise ServiceError(f"cannot stop RE Manager processes left by adscan: "
+                           f"{procfamily.describe(survivors)}")
+    return f"stopped orphans {what}"
 
 
 def open_environment(cfg: dict, timeout: float = ENVIRONMENT_OPEN_TIMEOUT) -> dict:

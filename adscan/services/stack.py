@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from adscan.services import procfamily
 from adscan.services.ioc import ensure_ioc, ioc_address, ioc_answers, ioc_log, ioc_pid
 from adscan.services.processes import (
     STOP_TIMEOUT,
@@ -84,15 +85,19 @@ def status(cfg: dict, *, check_ioc: bool = True) -> list[ServiceInfo]:
             + ("" if ok or not pid else "; process alive but PVs do not answer"),
         ))
     pid = re_manager_pid(cfg)
+    orphans = [] if pid else procfamily.members(procfamily.marker(cfg, "re-manager"))
     st = re_manager_status(cfg)
-    if st is None:
+    if orphans:  # started by adscan, watchdog gone: `adscan up` or `down` stops them
+        state, detail = "orphaned", f"watchdog gone, left running: {procfamily.describe(orphans)}"
+    elif st is None:
         state, detail = "down", ("process alive but not answering" if pid else "")
     else:
         state = "up" if pid else "external"
         detail = (f"manager_state={st.get('manager_state')} "
                   f"environment={'open' if st.get('worker_environment_exists') else 'closed'} "
                   f"queue={st.get('items_in_queue')} history={st.get('items_in_history')}")
-    out.append(ServiceInfo("re-manager", state, qs["zmq_control_addr"], pid,
+    out.append(ServiceInfo("re-manager", state, qs["zmq_control_addr"],
+                           pid or (orphans[0].pid if orphans else None),
                            str(re_manager_log(cfg)), detail))
     out.append(ServiceInfo("re-manager-info", state, qs["zmq_info_addr"], pid,
                            detail="console output (zmq_publish_console)"))
@@ -117,6 +122,19 @@ def down(cfg: dict, timeout: float = STOP_TIMEOUT) -> list[ServiceInfo]:
     else:
         out.append(ServiceInfo("re-manager", "down", queueserver_cfg(cfg)["zmq_control_addr"],
                                detail="not started by adscan"))
+    # Every process of the family (e.g. a manager and worker whose watchdog was killed): down
+    # never reports success while one of them runs.
+    family = procfamily.marker(cfg, "re-manager")
+    left = procfamily.members(family)
+    if left:
+        what = procfamily.describe(left)
+        survivors = procfamily.stop(family, timeout)
+        info = out[-1]
+        info.pid = info.pid or left[0].pid
+        info.detail = (f"{info.detail}; " if pid else "") + f"stopped {what}"
+        if survivors:
+            info.state = "running"
+            info.detail += f"; STILL RUNNING: {procfamily.describe(survivors)}"
     pid_file.unlink(missing_ok=True)
 
     pid_file = pid_path(cfg, "ioc")
