@@ -33,6 +33,7 @@ RESERVED_MD = frozenset(
         FRAMES_PER_POINT,
         ADSCAN_PLAN,
         ADSCAN_COMMAND,
+        "item_uid",  # the queue item, set by item_uid_preprocessor (adscan.callbacks.progress)
         "hints",  # the plan's hints (which fields to plot); a user's would replace or break them
     }
 )
