@@ -52,12 +52,17 @@ class PostgresSettings:
         return self.directory.with_name(self.directory.name + ".log")
 
     def uri(self, database: str, driver: str = "postgresql") -> str:
-        """Connection URI without the password (given by ``PGPASSWORD``, see :meth:`env`)."""
-        return f"{driver}://{self.user}@127.0.0.1:{self.port}/{database}"
+        """Connection URI without user and password: they come from :meth:`env`.
+
+        (Tiled's tabular storage turns ``user@`` without a password into the password
+        ``None``; libpq, asyncpg and adbc all read ``PGUSER``/``PGPASSWORD``.)
+        """
+        return f"{driver}://127.0.0.1:{self.port}/{database}"
 
     def env(self) -> dict[str, str]:
-        """Environment for clients (libpq, asyncpg, adbc): the password, no socket lookups."""
-        return {"PGPASSWORD": password(self), "PGHOST": "127.0.0.1", "PGPORT": str(self.port)}
+        """Environment for clients (libpq, asyncpg, adbc): role, password, loopback TCP."""
+        return {"PGUSER": self.user, "PGPASSWORD": password(self), "PGHOST": "127.0.0.1",
+                "PGPORT": str(self.port)}
 
 
 def pg_bin(name: str) -> str:

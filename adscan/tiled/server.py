@@ -52,6 +52,10 @@ class TiledUnavailable(ServiceError):
     """The Tiled data service does not answer (the message names it and its address)."""
 
 
+class TiledAuthError(ServiceError):
+    """The Tiled server refused the API key."""
+
+
 @dataclass
 class TiledSettings:
     """The ``tiled:`` and ``catalog.tiled_*`` settings, defaults filled in."""
@@ -229,10 +233,24 @@ def ensure_container(client, name: str):
 
 
 def connect(s: TiledSettings, *, key: str | None = None):
-    """A Tiled client on the server root (``tiled.client.from_uri``)."""
-    from tiled.client import from_uri
+    """A Tiled client on the server root (``tiled.client.from_uri``).
 
-    return from_uri(s.url, api_key=key if key is not None else api_key(s))
+    A refused key raises :class:`TiledAuthError` naming the server and where the key came from.
+    """
+    from tiled.client import from_uri
+    from tiled.client.utils import ClientError
+
+    where = "the key given" if key is not None else f"the key in {s.api_key_file}"
+    try:
+        return from_uri(s.url, api_key=key if key is not None else api_key(s))
+    except ClientError as exc:
+        code = getattr(getattr(exc, "response", None), "status_code", None)
+        if code in (401, 403):
+            raise TiledAuthError(
+                f"the Tiled data service at {s.url} refused {where} "
+                f"({code}: {exc.args[0] if exc.args else exc})"
+            ) from exc
+        raise
 
 
 def ensure(cfg: dict, timeout: float | None = None) -> list[ServiceInfo]:
