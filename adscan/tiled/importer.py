@@ -90,7 +90,8 @@ def import_runs(cfg: dict, paths: Iterable[Path] | None = None) -> list[Imported
             if container[uid].metadata.get("stop"):
                 out.append(Imported(path, uid, "skipped (already in Tiled)"))
                 continue
-            container.delete_contents(uid, recursive=True, external_only=True)
+            # its rows are internal data (DuckDB/PostgreSQL); the HDF5 files (external) stay
+            container.delete_contents(uid, recursive=True, external_only=False)
             status = "replaced partial"
         writer = TiledWriter(container)
         try:
