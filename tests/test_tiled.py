@@ -19,6 +19,7 @@ import copy
 import os
 import shutil
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -288,14 +289,22 @@ def test_tiled_down_at_plan_start_refuses_the_plan(sqlite_cfg, devices, iconfig)
 def test_run_readable_while_it_grows(sqlite_cfg, devices):
     from adscan import plans as ap
 
-    RE, _w, docs, _spec = make_RE(sqlite_cfg, devices, scan_id=500, flush_interval=0)
+    RE, _w, docs, _spec = make_RE(sqlite_cfg, devices, scan_id=500, flush_interval=0.5)
     cat = reader.open_catalog(sqlite_cfg)
     seen = {}
 
     def look(name, doc):
+        """At the 3rd point (the RunEngine waits here), read the run until it has 3 points."""
         if name == "event" and doc["seq_num"] == 3 and "primary" not in seen:
-            run = cat[doc_uid["uid"]]
-            ds = run.primary.read()
+            deadline = time.monotonic() + 20  # the writer thread sends at most 1 s behind
+            while True:
+                run = cat[doc_uid["uid"]]
+                if "primary" in run:
+                    ds = run.primary.read()
+                    if IMAGE in ds and ds[IMAGE].shape[0] == 3:
+                        break
+                assert time.monotonic() < deadline, "run not readable while it grows"
+                time.sleep(0.2)
             seen["primary"] = (ds[IMAGE].shape, ds["simdet_stats1_total"].values.tolist(),
                                run.metadata.get("stop"))
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,8 +36,8 @@ from adscan.tiled import server
 logger = logging.getLogger("adscan.tiled.writer")
 
 #: Seconds between writes of the buffered events/frames of a running run: a run reads back
-#: while it grows, at most this much behind.  0: every event is written at once (each write
-#: costs ~100 ms of HTTP on a loaded 2-core machine, too much for every point).
+#: while it grows, at most about this much behind.  0: every event is written at once (one
+#: write costs ~100 ms of HTTP on a loaded 2-core machine; it is the writer thread's time).
 DEFAULT_FLUSH_INTERVAL = 1.0
 #: Seconds the Tiled client retries a failing request (its default, 45 s, would stall the
 #: RunEngine that long when the server is lost; after one failure the run goes to its backup).
@@ -117,29 +119,48 @@ _FLUSHING_CLASS = None
 class TiledCatalogWriter:
     """RunEngine callback ``(name, doc)``: documents to Tiled, or to a backup file if it fails.
 
+    The RunEngine thread only queues documents; one writer thread sends them to Tiled and
+    writes the buffered rows and frames every ``flush_interval`` seconds, so a run reads back
+    while it grows and HTTP costs the scan nothing.  ``start`` and ``stop`` wait for the thread
+    (bounded by ``drain_timeout``): a refused key fails the run at its start, and a run is
+    complete in Tiled (or in its backup file) when the plan returns.
+
     Connects at the first run (the environment opens even while Tiled is down; plans are then
-    refused by :func:`refuse_without_tiled`).  ``stats`` holds documents written and seconds
-    spent on the RunEngine thread; ``notes`` the closing note of each run that fell back.
+    refused by :func:`refuse_without_tiled`).  ``stats``: documents, seconds on the RunEngine
+    thread, seconds of the writer thread; ``notes``: the closing note of each run that fell
+    back to its backup.
     """
 
     kind = "tiled"
 
-    def __init__(self, cfg: dict, *, flush_interval: float | None = None):
+    def __init__(
+        self, cfg: dict, *, flush_interval: float | None = None, drain_timeout: float = 300.0
+    ):
         self.settings = server.settings(cfg)
         cat_cfg = cfg.get("catalog") or {}
         if flush_interval is None:
             flush_interval = cat_cfg.get("tiled_flush_interval", DEFAULT_FLUSH_INTERVAL)
         self.flush_interval = float(flush_interval)
         self.retry_timeout = float(cat_cfg.get("tiled_retry_timeout", DEFAULT_RETRY_TIMEOUT))
-        self._last_flush = 0.0
+        self.drain_timeout = float(drain_timeout)
         self.backup_dir = self.settings.directory / "backup"
         self.target = f"{self.settings.url} container {self.settings.container!r}"
-        self.stats = {"documents": 0, "seconds": 0.0}
+        self.stats = {"documents": 0, "seconds": 0.0, "thread_seconds": 0.0}
         self.notes: list[str] = []
         self._writer = None
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
         self._run: list[tuple[str, dict]] = []
         self._failed: str | None = None  # the error, once this run fell back to its backup
         self._backup_path: Path | None = None
+        self._refused: Exception | None = None  # a configuration error at the run's start
+        self._dirty = False
+        self._last_flush = 0.0
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._work, name="adscan-tiled-writer", daemon=True)
+        self._thread.start()
 
     # -- connection
 
@@ -157,31 +178,94 @@ class TiledCatalogWriter:
         """Raise :class:`~adscan.tiled.server.TiledUnavailable` unless Tiled answers."""
         server.require(self.settings)
 
-    # -- documents
+    # -- the RunEngine thread
 
     def __call__(self, name: str, doc: dict) -> None:
         t0 = time.perf_counter()
         try:
-            self._handle(name, doc)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._work, name="adscan-tiled-writer", daemon=True
+                )
+                self._thread.start()
+            self._queue.put((name, doc))
+            if name in ("start", "stop"):
+                self.drain()
+                if name == "start" and self._refused is not None:
+                    raise self._refused
         finally:
             self.stats["seconds"] += time.perf_counter() - t0
             self.stats["documents"] += 1
 
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until the writer thread has handled every queued document."""
+        done = threading.Event()
+        self._queue.put(("_drained", done))
+        ok = done.wait(self.drain_timeout if timeout is None else timeout)
+        if not ok:
+            logger.error(
+                "Tiled writer still busy after %.0f s (%s)", self.drain_timeout, self.target
+            )
+        return ok
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self.drain()
+            self._queue.put(None)
+            self._thread.join(10)
+        self._writer = None
+
+    # -- the writer thread
+
+    def _work(self) -> None:
+        try:  # import the Tiled client now, not at the first run's start
+            import bluesky_tiled_plugins  # noqa: F401
+            import tiled.client  # noqa: F401
+        except ImportError:  # pragma: no cover - reported at the first run
+            pass
+        while True:
+            try:
+                item = self._queue.get(timeout=self.flush_interval if self._dirty else None)
+            except queue.Empty:
+                self._flush()
+                continue
+            if item is None:
+                return
+            name, doc = item
+            if name == "_drained":
+                doc.set()
+                continue
+            t0 = time.perf_counter()
+            try:
+                self._handle(name, doc)
+            except Exception:  # noqa: BLE001 - never let the thread die
+                logger.exception("Tiled writer: unexpected error on a %s document", name)
+            finally:
+                self.stats["thread_seconds"] += time.perf_counter() - t0
+
     def _handle(self, name: str, doc: dict) -> None:
         if name == "start":
             self._run, self._failed, self._backup_path = [], None, None
+            self._refused, self._dirty = None, False
+        if self._refused is not None:
+            return  # the run was refused at its start (wrong key...): the plan has failed
         self._run.append((name, doc))
         if self._failed is None:
             try:
                 if name == "start":
-                    self._tiled_writer()  # connect now: a refused key fails the run here
+                    try:
+                        self._tiled_writer()  # connect now: a refused key fails the run here
+                    except server.ServiceError as exc:
+                        self._refused = exc
+                        return
                 self._writer(name, doc)
-                if name == "event" and time.monotonic() - self._last_flush >= self.flush_interval:
-                    self._writer.flush()
-                    self._last_flush = time.monotonic()
+                if name == "event":
+                    self._dirty = True
+                    if time.monotonic() - self._last_flush >= self.flush_interval:
+                        self._flush()
+                elif name == "stop":
+                    self._dirty = False
             except Exception as exc:  # noqa: BLE001 - any write failure: fall back, keep going
-                if name == "start" and isinstance(exc, server.ServiceError):
-                    raise  # bad key file, etc.: a configuration error, not a lost server
                 self._fall_back(exc)
         elif self._backup_path is not None:
             write_backup(self._backup_path, [(name, doc)], mode="a")
@@ -198,6 +282,16 @@ class TiledCatalogWriter:
                 print(note, flush=True)  # the worker console (qserver monitor) shows it
             self._run = []
 
+    def _flush(self) -> None:
+        self._dirty = False
+        self._last_flush = time.monotonic()
+        if self._failed is not None or self._writer is None:
+            return
+        try:
+            self._writer.flush()
+        except Exception as exc:  # noqa: BLE001
+            self._fall_back(exc)
+
     def _fall_back(self, exc: Exception) -> None:
         self._failed = f"{type(exc).__name__}: {exc}"[:300]
         start = next((d for n, d in self._run if n == "start"), {})
@@ -210,9 +304,6 @@ class TiledCatalogWriter:
             start.get("uid"),
             self._backup_path,
         )
-
-    def close(self) -> None:
-        self._writer = None
 
     def __repr__(self) -> str:
         return f"<TiledCatalogWriter {self.target}>"
