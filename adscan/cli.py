@@ -20,7 +20,7 @@ import time
 
 
 def _cfg(args: argparse.Namespace) -> dict:
-    from adscan.config import load_iconfig
+    from adscan.core.config import load_iconfig
 
     return load_iconfig(args.iconfig)
 
@@ -91,13 +91,13 @@ def _forward(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from adscan.plots import main_plot
+    from adscan.data.plots import main_plot
 
     return main_plot(_forward(args)) or 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from adscan.verify import main_verify
+    from adscan.data.verify import main_verify
 
     return main_verify(_forward(args)) or 0
 
@@ -105,7 +105,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
 
-    from adscan.config import REPO
+    from adscan.core.config import REPO
 
     script = REPO / "benchmarks" / "run_all.py"
     return subprocess.call([sys.executable, str(script), *args.rest])

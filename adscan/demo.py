@@ -8,11 +8,12 @@ per point through the real RE Manager, waits for them, and prints what landed wh
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from adscan.core.schema import parse_progress_line
 
 #: The how-to's four plans, as users queue them.
 DEMO_PLANS: list[tuple[str, list, dict]] = [
@@ -26,19 +27,17 @@ DEMO_PLANS: list[tuple[str, list, dict]] = [
 class ProgressBar:
     """A one-line bar from the worker's ``[adscan] ... point i/N`` console lines."""
 
-    PATTERN = re.compile(r"\[adscan\] scan (\S+) (\S+): point (\d+)/(\d+)")
-
     def __init__(self, progress=print, width: int = 30):
         self.active = progress is print and sys.stdout.isatty()
         self.width = width
 
     def feed(self, text: str) -> None:
         for line in text.splitlines():
-            m = self.PATTERN.search(line)
-            if m and self.active:
-                done, total = int(m.group(3)), int(m.group(4))
+            point = parse_progress_line(line)
+            if point and self.active:
+                done, total = point.done, point.total
                 fill = self.width * done // max(total, 1)
-                sys.stdout.write(f"\r  scan {m.group(1)} {m.group(2):<18} "
+                sys.stdout.write(f"\r  scan {point.scan_id} {point.plan:<18} "
                                  f"[{'#' * fill}{'.' * (self.width - fill)}] {done}/{total}")
                 sys.stdout.flush()
 
@@ -120,7 +119,7 @@ def _fmt(value: float) -> str:
 
 def summarize(cfg: dict, history: list[dict[str, Any]]) -> str:
     """Run uids, a stats table per point, HDF5 files and the SPEC file."""
-    from adscan.catalog import image_files, open_catalog
+    from adscan.data.catalog import image_files, open_catalog
 
     cat = open_catalog(cfg)
     out: list[str] = []

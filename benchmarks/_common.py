@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,22 +26,14 @@ def use_port(port: int) -> None:
 
 
 def start_ioc(port: int, data_dir: Path, motors: str, ad: str, *extra: str):
-    """Start the simulated IOC; return (process, seconds from spawn to READY)."""
+    """Start the simulated IOC (the one launcher); return (process, seconds from spawn to READY)."""
+    from adscan.services import ioc_argv, ioc_env
+    from adscan.services import start_ioc as launch
+
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    epics_env.apply_loopback(env, ca_port=port)
-    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "adscan.iocs", "--port", str(port), "--prefix-motors", motors,
-         "--prefix-ad", ad, "--data-dir", str(data_dir), *extra],
-        stdout=subprocess.PIPE, stderr=open(data_dir / "ioc.log", "a"),  # noqa: SIM115
-        text=True, env=env,
-    )
-    for line in proc.stdout:
-        if line.startswith("READY"):
-            return proc, time.perf_counter() - t0
-    raise RuntimeError(f"IOC did not start; see {data_dir / 'ioc.log'}")
+    argv = ioc_argv(port=port, motors_prefix=motors, ad_prefix=ad, data_dir=data_dir, extra=extra)
+    started = launch(argv, data_dir / "ioc.log", env=ioc_env(port))
+    return started.proc, started.seconds
 
 
 def report(name: str, rows: list[tuple[str, float | str, str]], extra: dict | None = None) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import free_ca_port, use_port  # noqa: E402
 
-from adscan.config import write_private_iconfig  # noqa: E402
+from adscan.core.config import write_private_iconfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,7 @@ class Bench:
         use_port(self.port)
         os.environ["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{self.port}"
         from adscan import services
-        from adscan.config import load_iconfig
+        from adscan.core.config import load_iconfig
 
         os.environ["ADSCAN_ICONFIG"] = str(self.q_path)  # the worker inherits this
         os.environ.pop("ADSCAN_DATA_DIR", None)
@@ -85,7 +85,7 @@ class Bench:
 
     def start_inproc(self) -> None:
         """Import the worker's start-up module in this process (its own data directory)."""
-        from adscan.config import load_iconfig
+        from adscan.core.config import load_iconfig
 
         os.environ["ADSCAN_ICONFIG"] = str(self.i_path)
         icfg = load_iconfig(self.i_path)

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     import hdf5plugin  # noqa: F401
     import numpy as np
 
-    from adscan.catalog import image_files, open_catalog
+    from adscan.data.catalog import image_files, open_catalog
 
     bench = Bench(log=lambda s: print(s, flush=True))
     try:

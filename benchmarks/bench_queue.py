@@ -44,13 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     n_lat = 5 if args.quick else 20
     from bluesky_queueserver_api import BPlan
 
-    from adscan.services import _re_manager_pid
+    from adscan.services import re_manager_pid
 
     bench = Bench(log=lambda s: print(s, flush=True))
     rows = []
     try:
         bench.start(inproc=False)
-        pid = _re_manager_pid(bench.cfg)
+        pid = re_manager_pid(bench.cfg)
         mem0 = rss_mb(pid)
         name, a, k = TRIVIAL
         bench.run_queue(name, a, k)  # first item: imports, connections

@@ -3,7 +3,7 @@
 The run is taken with the profile's in-process RunEngine (``adscan_count``, AcquireTime 0);
 then, in this process, timed: databroker v2 ``run.primary.read()`` (images included), the v1
 ``db[uid].table(fill=True)`` and the fast path (the HDF5 file(s) read directly with h5py,
-via ``adscan.catalog.image_files``).  Quick mode: 50 points.  Prints a table, writes
+via ``adscan.data.catalog.image_files``).  Quick mode: 50 points.  Prints a table, writes
 ``benchmarks/results/readback.json``.  Usage: ``python benchmarks/bench_readback.py [--quick]``.
 """
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import hdf5plugin  # noqa: F401
     import numpy as np
 
-    from adscan.catalog import image_files, open_catalog, open_v1
+    from adscan.data.catalog import image_files, open_catalog, open_v1
 
     bench = Bench(log=lambda s: print(s, flush=True))
     try:

@@ -75,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         loop = bench.ns["RE"].loop
         spy = None
         if args.ioc:
-            from adscan.services import _ioc_pid
+            from adscan.services import ioc_pid
 
             spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
-                                    "-p", str(_ioc_pid(bench.cfg)), "-r", "500", "-f", "raw",
+                                    "-p", str(ioc_pid(bench.cfg)), "-r", "500", "-f", "raw",
                                     "-o", args.ioc, "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)

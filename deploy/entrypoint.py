@@ -54,9 +54,11 @@ def source_iconfig(env: dict[str, str] | None = None) -> Path:
 
 
 def effective_raw(env: dict[str, str] | None = None) -> dict:
-    """The source iconfig (unexpanded) with the environment overrides applied."""
+    """The source iconfig (an overlay, merged; unexpanded) with the environment overrides."""
+    from adscan.core.config import load_raw_iconfig
+
     env = os.environ if env is None else env
-    raw = yaml.safe_load(source_iconfig(env).read_text())
+    raw = load_raw_iconfig(source_iconfig(env))  # the overlay merged over startup/iconfig.yml
     for var, (section, key) in OVERRIDES.items():
         if var in env:
             value = env[var].strip()
@@ -82,7 +84,7 @@ def write_effective() -> Path:
     path.write_text(header + yaml.safe_dump(raw, sort_keys=False))
     devices = src.parent / "devices.yml"
     if not devices.exists():
-        from adscan.config import DEFAULT_DEVICES
+        from adscan.core.config import DEFAULT_DEVICES
 
         devices = DEFAULT_DEVICES
     shutil.copy(devices, path.parent / "devices.yml")
@@ -119,14 +121,14 @@ def run() -> int:
     path = write_effective()
     import adscan  # noqa: F401 - EPICS settings (ADSCAN_EPICS_CA_ADDR_LIST) before CA loads
     from adscan import services
-    from adscan.config import load_iconfig
+    from adscan.core.config import load_iconfig
 
     cfg = load_iconfig(path)
     print(f"adscan entrypoint: iconfig {path}; EPICS_CA_ADDR_LIST="
           f"{os.environ.get('EPICS_CA_ADDR_LIST')!r}", flush=True)
     addr = cfg["queueserver"]["redis_addr"]
     _wait_for(f"Redis at {addr}", lambda: services.redis_ping(addr), WAIT_REDIS)
-    pvs = ", ".join(services._ioc_pvs(cfg))
+    pvs = ", ".join(services.ioc_pvs(cfg))
     _wait_for(f"IOC PVs {pvs}", lambda: services.ioc_answers(cfg, timeout=2.0), WAIT_IOC)
 
     stop = threading.Event()
@@ -149,7 +151,7 @@ def run() -> int:
     print("adscan entrypoint: RE Worker environment open; ready", flush=True)
     while True:
         time.sleep(5.0)
-        pid = services._live_pid(services._pid_file(cfg, "re-manager"), "start-re-manager")
+        pid = services.re_manager_pid(cfg)
         if pid is None:
             print("adscan entrypoint: the RE Manager exited", flush=True)
             stop.set()
@@ -158,7 +160,7 @@ def run() -> int:
 
 def healthcheck() -> int:
     from adscan import services
-    from adscan.config import load_iconfig
+    from adscan.core.config import load_iconfig
 
     path = effective_path(effective_raw())
     if not path.exists():

@@ -6,10 +6,15 @@ does not answer is reported by name and left out; the others stay usable.
 
 from __future__ import annotations
 
-import logging
-import time
-from dataclasses import dataclass, field
-from typing import Any
+if __name__ != "adscan.devices":  # devices/ is mapped to adscan.devices (pyproject.toml)
+    raise ImportError(
+        f"devices/ is the package adscan.devices: `import adscan.devices`, not "
+        f"`import {__name__}` (two names would give two device registries)")
+
+import logging  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
 
 logger = logging.getLogger("adscan.devices")
 
@@ -47,8 +52,6 @@ def create_motor(name: str, pv: str, timeout: float):
 
 def create_simdet(name: str, prefix: str, cfg: dict[str, Any], timeout: float):
     """The how-to's ``SimDetector_V34``, configured by ``ad_setup`` and primed."""
-    from apstools.devices import AD_plugin_primed, AD_prime_plugin2
-
     from adscan.devices.area_detector import SimDetector_V34, ad_setup
     from adscan.devices.watchdog import fail_on_disconnect
 
@@ -63,21 +66,8 @@ def create_simdet(name: str, prefix: str, cfg: dict[str, Any], timeout: float):
         compression=det_cfg.get("compression", "LZ4"),
     )
     fail_on_disconnect(det, det.cam.acquire_busy)  # an IOC lost fails the trigger
-
-    def restore() -> bool:
-        """Configured acquire times back and HDF1 primed (after an IOC restart); True if needed."""
-        if AD_plugin_primed(det.hdf1):
-            return False
-        det.cam.acquire_time.put(float(det_cfg["acquire_time"]))
-        det.cam.acquire_period.put(float(det_cfg["acquire_period"]))
-        logger.info("priming %s.hdf1 with one frame", name)
-        AD_prime_plugin2(det.hdf1)
-        return True
-
-    det.cam.acquire_time.put(float(det_cfg["acquire_time"]))
-    det.cam.acquire_period.put(float(det_cfg["acquire_period"]))
-    restore()
-    det.adscan_restore = restore  # plans call it before staging (see plans/frames.py)
+    det.configure_timing(det_cfg["acquire_time"], det_cfg["acquire_period"])
+    det.restore_after_restart()  # a fresh IOC: prime HDF1
     return det
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import time
 
 from apstools.devices import SimDetectorCam_V34, SingleTrigger_V34
@@ -16,6 +17,8 @@ from ophyd.areadetector.plugins import (
     ROIPlugin_V34,
     StatsPlugin_V34,
 )
+
+logger = logging.getLogger("adscan.devices")
 
 
 def monitored(cpt):
@@ -79,6 +82,30 @@ class SimDetector_V34(SingleTriggerV34, DetectorBase):
     pva = ADComponent(PvaPlugin_V34, "Pva1:")
     roi1 = ADComponent(ROIPlugin_V34, "ROI1:")
     stats1 = ADComponent(MyStatsPlugin, "Stats1:")
+
+    #: cam1 (AcquireTime, AcquirePeriod) put back after an IOC restart (``configure_timing``).
+    acquire_times: tuple[float, float] | None = None
+
+    def configure_timing(self, acquire_time: float, acquire_period: float) -> None:
+        """Put the configured acquire time and period, and remember them for restarts."""
+        self.acquire_times = (float(acquire_time), float(acquire_period))
+        self.cam.acquire_time.put(self.acquire_times[0])
+        self.cam.acquire_period.put(self.acquire_times[1])
+
+    def restore_after_restart(self) -> bool:
+        """After an IOC restart (HDF1 not primed): the acquire times put back and HDF1 primed
+        with one frame (apstools' ``AD_prime_plugin2``).  True if it was needed.
+
+        Plans call it before staging (:func:`adscan.plans.frames.preflight`)."""
+        from apstools.devices import AD_plugin_primed, AD_prime_plugin2
+
+        if AD_plugin_primed(self.hdf1):
+            return False
+        if self.acquire_times is not None:
+            self.configure_timing(*self.acquire_times)
+        logger.info("priming %s.hdf1 with one frame", self.name)
+        AD_prime_plugin2(self.hdf1)
+        return True
 
     def read(self):
         """The reading, after checking that HDF1 wrote this point's frames.

@@ -26,16 +26,25 @@ MOTOR_FIELDS = (".VAL", ".RBV", ".DMOV", ".MOVN", ".STOP", ".VELO", ".HLM", ".LL
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from adscan.core.config import DEFAULT_ICONFIG, load_raw_iconfig
+
+    ioc = load_raw_iconfig(DEFAULT_ICONFIG)["ioc"]  # startup/iconfig.yml: the one source
+    rows, cols = ioc["frame_shape"]
     p = argparse.ArgumentParser(prog="adscan ioc", description=__doc__.splitlines()[0])
-    p.add_argument("--prefix-motors", default="gp:", help="motor record prefix (gp:)")
-    p.add_argument("--motor-count", type=int, default=4, help="number of motors m1..mN (4)")
-    p.add_argument("--velocity", type=float, default=2.0, help="motor velocity, units/s (2)")
-    p.add_argument("--prefix-ad", default="kad:", help="area detector prefix (kad:)")
+    p.add_argument("--prefix-motors", default=ioc["motors_prefix"],
+                   help=f"motor record prefix ({ioc['motors_prefix']})")
+    p.add_argument("--motor-count", type=int, default=ioc["motor_count"],
+                   help=f"number of motors m1..mN ({ioc['motor_count']})")
+    p.add_argument("--velocity", type=float, default=ioc["motor_velocity"],
+                   help=f"motor velocity, units/s ({ioc['motor_velocity']:g})")
+    p.add_argument("--prefix-ad", default=ioc["ad_prefix"],
+                   help=f"area detector prefix ({ioc['ad_prefix']})")
     p.add_argument("--data-dir", type=Path, default=Path("/tmp/adscan-ioc"),
                    help="directory the HDF5 plugin writes below (its initial FilePath)")
-    p.add_argument("--rows", type=int, default=1024, help="image rows (1024)")
-    p.add_argument("--cols", type=int, default=1024, help="image columns (1024)")
-    p.add_argument("--data-type", default="UInt8", help="image data type (UInt8)")
+    p.add_argument("--rows", type=int, default=rows, help=f"image rows ({rows})")
+    p.add_argument("--cols", type=int, default=cols, help=f"image columns ({cols})")
+    p.add_argument("--data-type", default=ioc["data_type"],
+                   help=f"image data type ({ioc['data_type']})")
     p.add_argument("--port", type=int, default=None,
                    help="CA server port (default: EPICS_CA_SERVER_PORT or 5064)")
     p.add_argument("--ready-timeout", type=float, default=60.0,

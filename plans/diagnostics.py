@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
-from bluesky_queueserver import parameter_annotation_decorator
+from bluesky.protocols import Readable
+from bluesky.utils import MsgGenerator
 
-from adscan.plans.scans import DEFAULT_DETECTORS, DETECTORS, MAX_POINTS, _check_int, _resolve
+from adscan.plans.spec import MAX_POINTS, Param, adscan_plan
 
 
-@parameter_annotation_decorator(
-    {
-        "description": "Read the detector's Stats plugin num times without triggering it.",
-        "parameters": {
-            "detector": {"description": "Area detector whose stats1 plugin is read.",
-                         "annotation": "Detectors", "devices": {"Detectors": DETECTORS}},
-            "num": {"description": "Number of readings (1 to 100000).", "annotation": "int",
-                    "min": 1, "max": MAX_POINTS},
-            "delay": {"description": "Seconds between readings (>= 0).", "annotation": "float",
-                      "min": 0},
-        },
-    }
+@adscan_plan(
+    "Read the detector's Stats plugin num times without triggering it.",
+    frames_wrapper=False,
+    detector=Param("Area detector whose stats1 plugin is read.", "detector"),
+    num=Param("Number of readings (1 to 100000).", "count", min=1, max=MAX_POINTS),
+    delay=Param("Seconds between readings (>= 0).", "number", min=0),
 )
-def adscan_read_stats(detector: Any = DEFAULT_DETECTORS[0] if DEFAULT_DETECTORS else "simdet",
-                      num: int = 5, delay: float = 0.0):
+def adscan_read_stats(detector: Readable = "simdet", num: int = 5,
+                      delay: float = 0.0) -> MsgGenerator:
     """Read ``detector.stats1`` ``num`` times; no image is taken, the unique ID stays the same.
 
     Unlike ``bp.count([simdet.stats1])`` nothing is staged: the RunEngine stages a
@@ -40,17 +33,14 @@ def adscan_read_stats(detector: Any = DEFAULT_DETECTORS[0] if DEFAULT_DETECTORS 
     delay : float
         Seconds between readings.
     """
-    det = _resolve(detector, "detector")
-    _check_int("num", num, 1, MAX_POINTS)
-    md = {"adscan_plan": "adscan_read_stats", "plan_name": "adscan_read_stats",
-          "detectors": [det.stats1.name], "num_points": num,
-          "adscan_command": f"adscan_read_stats({det.name}, num={num})"}
+    md = {"plan_name": "adscan_read_stats", "detectors": [detector.stats1.name],
+          "num_points": num}
 
     @bpp.run_decorator(md=md)
     def readings():
         for i in range(num):
             if i and delay:
                 yield from bps.sleep(delay)
-            yield from bps.trigger_and_read([det.stats1])
+            yield from bps.trigger_and_read([detector.stats1])
 
     return (yield from readings())

@@ -15,13 +15,12 @@ from bluesky import preprocessors as bpp
 from bluesky.utils import RequestAbort, RequestStop
 from ophyd import Staged
 
+from adscan.core.preprocessors import wait_connected
 from adscan.devices.watchdog import DeviceDisconnectedError, disconnected
-from adscan.preprocessors import wait_connected
+from adscan.plans import spec
 
 logger = logging.getLogger("adscan.plans")
 
-#: Seconds a plan waits for a detector's PVs (e.g. an IOC just restarted) before failing.
-CONNECT_TIMEOUT = 30.0
 
 
 class DetectorNotReady(RuntimeError):
@@ -36,10 +35,11 @@ def area_detectors(detectors: Iterable[Any]) -> list[Any]:
 def preflight(det: Any) -> None:
     """Check an area detector before the plan stages or moves anything.
 
-    * its IOC answers (every PV connected; :func:`with_frames` waits ``CONNECT_TIMEOUT``);
+    * its IOC answers (every PV connected; :func:`with_frames` waits
+      ``epics.reconnect_timeout``);
     * a detector left staged (an earlier plan could not unstage: IOC gone) is unstaged;
     * after an IOC restart (HDF1 not primed) the configured acquire times are put back and
-      HDF1 is primed (``det.adscan_restore``, set by ``adscan.devices.create_simdet``);
+      HDF1 is primed (``det.restore_after_restart()``, a method of ``SimDetector_V34``);
     * the image directory as bluesky sees it (``hdf1.read_path_template``) is a writable
       directory (a probe file is created and removed), and the IOC reports
       ``FilePathExists_RBV`` for the directory it writes to (``write_path_template``).
@@ -49,10 +49,10 @@ def preflight(det: Any) -> None:
         names = ", ".join(getattr(s, "pvname", s.name) for s in down[:3])
         raise DetectorNotReady(
             f"{det.name}: {len(down)} PVs do not answer (e.g. {names}) after "
-            f"{CONNECT_TIMEOUT:.0f} s: is the detector IOC running?")
+            f"{spec.SETTINGS.reconnect_timeout:.0f} s: is the detector IOC running?")
     if det._staged != Staged.no:  # a plan ended while its IOC was gone: unstage failed then
         logger.warning("%s was left staged by an earlier plan: unstaging it now", det.name)
-        deadline = time.monotonic() + CONNECT_TIMEOUT
+        deadline = time.monotonic() + spec.SETTINGS.reconnect_timeout
         while True:  # an IOC just restarted may still be reconnecting some PVs
             try:
                 det.unstage()
@@ -62,7 +62,7 @@ def preflight(det: Any) -> None:
                     raise DetectorNotReady(
                         f"{det.name}: left staged and cannot unstage: {ex}") from ex
                 time.sleep(0.5)
-    restore = getattr(det, "adscan_restore", None)
+    restore = getattr(det, "restore_after_restart", None)  # SimDetector_V34's method
     if restore is not None and restore():
         logger.warning("%s: HDF1 was not primed (IOC restarted?): reconfigured and primed",
                        det.name)
@@ -101,7 +101,8 @@ def with_frames(plan: Generator, detectors: Iterable[Any], frames: int) -> Gener
     saved: list[tuple[Any, Any]] = []
 
     def configured():
-        yield from wait_connected(dets, CONNECT_TIMEOUT)  # e.g. an IOC just restarted
+        # e.g. an IOC just restarted
+        yield from wait_connected(dets, spec.SETTINGS.reconnect_timeout)
         for det in dets:
             preflight(det)
         for det in dets:

@@ -27,8 +27,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from adscan import services
-from adscan.config import STARTUP_DIR
+from adscan.core.config import STARTUP_DIR
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -165,23 +164,6 @@ def _keywords(kw) -> list[str]:
     return [kw] if isinstance(kw, str) else list(kw)
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, beamline):
-    """A private RE Manager on the session's simulated IOC (see conftest.private_service)."""
-    from conftest import private_service
-
-    with private_service(tmp_path_factory.mktemp("bad_input")) as cfg:
-        yield cfg
-
-
-@pytest.fixture(scope="module")
-def rm(service):
-    api = services.re_manager_api(service, timeout=10)
-    api.queue_clear()  # items another module left in the session's Redis are not ours
-    yield api
-    api.close()
-
-
 def snapshot(rm, cfg) -> dict:
     """What a refused or failed item must not change."""
     import epics
@@ -273,7 +255,7 @@ def test_runtime_refusal_moves_nothing(rm, service, item, keyword):
 
 def test_hostile_looking_metadata_is_stored_verbatim(rm, service):
     """Injection-like strings in md values are data: the run completes and stores them as is."""
-    from adscan.catalog import open_catalog
+    from adscan.data.catalog import open_catalog
 
     history_before = rm.status()["items_in_history"]
     rm.item_add(plan("adscan_count", num=1, frames=1, md=INERT_MD))

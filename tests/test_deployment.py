@@ -344,7 +344,7 @@ def test_compose_iconfig_generates_a_valid_qserver_config(effective_iconfig, tmp
                                                           monkeypatch):
     """The compose iconfig loads and passes adscan's own RE Manager config checks."""
     from adscan import services
-    from adscan.config import load_iconfig
+    from adscan.core.config import load_iconfig
 
     path = tmp_path / "iconfig.yml"
     path.write_text(yaml.safe_dump(effective_iconfig))
@@ -368,7 +368,7 @@ def test_entrypoint_overrides_and_effective_file(tmp_path, monkeypatch):
     assert path == tmp_path / "run" / "iconfig.effective.yml"
     assert os.environ["ADSCAN_ICONFIG"] == str(path)
     assert (path.parent / "devices.yml").exists()
-    from adscan.config import load_devices, load_iconfig
+    from adscan.core.config import load_devices, load_iconfig
 
     cfg = load_iconfig(path)
     assert cfg["catalog"]["mongo_uri"] is None and cfg["ioc"]["ad_prefix"] == "13SIM1:"

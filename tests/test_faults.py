@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,13 +28,20 @@ import hdf5plugin  # noqa: F401 - LZ4 filter for h5py
 import numpy as np
 import psutil
 import pytest
-import yaml
 from bluesky_queueserver_api import BPlan
-from conftest import CA_PORTS, SESSION_DIR, TAG, write_iconfig
-from conftest import qserver as _qserver
+from helpers import (
+    catalog_run,
+    kill,
+    sha,
+    spec_path,
+    spec_rows,
+    spec_scan_block,
+    wait_for,
+    wait_idle,
+)
+from helpers import qserver as _qserver
 
 from adscan import services
-from adscan.config import load_iconfig
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -44,88 +49,8 @@ pytestmark = pytest.mark.timeout(240)
 #: Seconds within which a plan must fail once its IOC is gone.
 IOC_LOSS_BOUND = 30.0
 
-_ENV_KEYS = ("ADSCAN_ICONFIG", "EPICS_CA_SERVER_PORT", "EPICS_CAS_SERVER_PORT",
-             "EPICS_CA_ADDR_LIST")
-
-
-@contextlib.contextmanager
-def stack_env(cfg: dict):
-    """``os.environ`` as the private stack's children need it; the session's restored after."""
-    saved = {k: os.environ.get(k) for k in _ENV_KEYS}
-    os.environ["ADSCAN_ICONFIG"] = cfg["_path"]
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def make_stack_config(name: str, ca_port: int, **epics) -> dict:
-    """A private iconfig: own prefixes, ports, data dir; small frames, fast motors."""
-    path = write_iconfig(SESSION_DIR / name, tag=f"{TAG}{name[:2]}", ca_port=ca_port)
-    raw = yaml.safe_load(path.read_text())
-    raw["ioc"]["frame_shape"] = [256, 256]
-    raw["ioc"]["motor_velocity"] = 50.0
-    raw["epics"].update(epics)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return load_iconfig(path)
-
-
 #: The CLI with this module's 30 s bound per call.
 qserver = functools.partial(_qserver, timeout=30)
-
-
-def stack_up(cfg: dict, ioc: bool = True) -> None:
-    with stack_env(cfg):
-        services.up(cfg, ioc=ioc)
-
-
-def wait_for(predicate, timeout: float, period: float = 0.1, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout} s: {what}")
-        time.sleep(period)
-
-
-def wait_idle(api, n_history: int, timeout: float = 60.0) -> list[dict]:
-    """Wait for an idle manager with ``n_history`` history items; return the new ones."""
-    wait_for(lambda: (s := api.status())["manager_state"] == "idle"
-             and s["items_in_history"] >= n_history, timeout, what=f"{n_history} in history")
-    return api.history_get()["items"]
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def spec_path(cfg: dict) -> Path:
-    return Path(cfg["spec"]["directory"]) / cfg["spec"]["file"]
-
-
-def spec_scan_block(cfg: dict, uid: str) -> str:
-    """The text of the SPEC scan whose ``#C uid = ...`` line names ``uid``."""
-    text = spec_path(cfg).read_text()
-    blocks = [b for b in text.split("\n#S ") if f"uid = {uid}" in b]
-    assert len(blocks) == 1, f"{len(blocks)} SPEC scans for uid {uid}"
-    return "#S " + blocks[0]
-
-
-def spec_rows(block: str) -> list[list[float]]:
-    return [[float(x) for x in line.split()] for line in block.splitlines()
-            if line and not line.startswith("#")]
-
-
-def catalog_run(cfg: dict, uid: str):
-    from adscan.catalog import open_catalog
-
-    return open_catalog(cfg)[uid]
 
 
 def data_files(cfg: dict) -> dict[str, str]:
@@ -140,26 +65,9 @@ def data_files(cfg: dict) -> dict[str, str]:
 
 
 def ioc_pid(cfg: dict) -> int:
-    pid = services._ioc_pid(cfg)
+    pid = services.ioc_pid(cfg)
     assert pid, "the private IOC is not running"
     return pid
-
-
-def kill(pid: int, sig=signal.SIGKILL) -> None:
-    os.kill(pid, sig)
-    wait_for(lambda: not services._alive(pid), 10, what=f"pid {pid} gone")
-
-
-@pytest.fixture(scope="module")
-def stack():
-    cfg = make_stack_config("faults", CA_PORTS[1])
-    stack_up(cfg)
-    api = services.re_manager_api(cfg, timeout=10)
-    yield cfg, api
-    with contextlib.suppress(Exception):
-        api.close()
-    with stack_env(cfg):
-        services.down(cfg)
 
 
 def run_plan(api, plan: BPlan, timeout: float = 60.0) -> dict:
@@ -175,7 +83,7 @@ def run_plan(api, plan: BPlan, timeout: float = 60.0) -> dict:
 
 def check_hdf5_matches_run(run, frames: int) -> int:
     """Every frame of the run's HDF5 file reads; the recorded points match it; return frames."""
-    from adscan.catalog import image_files
+    from adscan.data.catalog import image_files
 
     ds = run.primary.read()
     points = len(ds["time"])
@@ -235,8 +143,7 @@ def test_ioc_lost_mid_scan_then_recovers(stack):
     # the failed item went back to the queue: drop it, restart the IOC, run the next plan
     assert [i["name"] for i in api.queue_get()["items"]] == ["adscan_scan"]
     api.queue_clear()
-    with stack_env(cfg):
-        services.ensure_ioc(cfg)
+    services.ensure_ioc(cfg)
     t_up = time.monotonic()
     after = run_plan(api, BPlan("adscan_scan", "m1", -0.5, 0.5, 5, frames=2))
     print(f"IOC restarted: the next plan completed {time.monotonic() - t_up:.1f} s later")
@@ -294,25 +201,15 @@ def start_ioc_with_file_limit(cfg: dict, limit: int) -> subprocess.Popen:
     """The stack's IOC again, with RLIMIT_FSIZE = ``limit`` bytes: writes fail with EFBIG."""
     import resource
 
-    ioc = cfg["ioc"]
-    port = int(cfg["epics"]["ca_server_port"])
-    rows, cols = ioc["frame_shape"]
-    argv = [sys.executable, "-u", "-m", "adscan.iocs", "--prefix-motors", ioc["motors_prefix"],
-            "--prefix-ad", ioc["ad_prefix"], "--velocity", str(ioc["motor_velocity"]),
-            "--data-dir", cfg["instrument"]["data_dir"], "--port", str(port),
-            "--rows", str(rows), "--cols", str(cols)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", EPICS_CA_SERVER_PORT=str(port),
-               EPICS_CAS_SERVER_PORT=str(port))
-    log = open(Path(cfg["instrument"]["data_dir"]) / "logs" / "ioc-fsize.log", "w")  # noqa: SIM115
-
     def limit_files():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-                            preexec_fn=limit_files)
-    line = wait_for(lambda: proc.stdout.readline() or proc.poll() is not None, 60)
-    assert isinstance(line, str) and line.startswith("READY"), line
-    return proc
+    log = Path(cfg["instrument"]["data_dir"]) / "logs" / "ioc-fsize.log"
+    log.unlink(missing_ok=True)  # the limit applies to the IOC's log too: start it empty
+    started = services.start_ioc(services.ioc_argv_for(cfg), log,
+                                 env=services.child_env(cfg, PYTHONUNBUFFERED="1"),
+                                 preexec_fn=limit_files)
+    return started.proc
 
 
 def test_disk_full_fails_at_first_frame(stack):
@@ -327,8 +224,7 @@ def test_disk_full_fails_at_first_frame(stack):
     finally:
         proc.terminate()
         proc.wait(15)
-        with stack_env(cfg):
-            services.ensure_ioc(cfg)
+        services.ensure_ioc(cfg)
     res = item["result"]
     print(f"\nfile size limit: {res['msg'][:300]}")
     assert res["exit_status"] == "failed", res
@@ -366,18 +262,17 @@ def test_re_manager_sigkill_keeps_queue_and_history(stack):
     for k in range(3):
         assert api.item_add(BPlan("adscan_count", num=2, frames=1, md={"k": k}))["success"]
     queued, history = queue_uids(api), history_uids(api)
-    pid = services._re_manager_pid(cfg)
+    pid = services.re_manager_pid(cfg)
     family = [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
     os.kill(pid, signal.SIGKILL)
     for child in family[1:]:  # the orphaned worker: ours, by pid
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
-    wait_for(lambda: not any(services._alive(p) for p in family), 10, what="manager gone")
+    wait_for(lambda: not any(services.pid_alive(p) for p in family), 10, what="manager gone")
     assert services.re_manager_status(cfg) is None
     t0 = time.monotonic()
-    with stack_env(cfg):
-        services.ensure_re_manager(cfg)
-        services.open_environment(cfg)
+    services.ensure_re_manager(cfg)
+    services.open_environment(cfg)
     print(f"\nRE Manager restarted, environment open in {time.monotonic() - t0:.1f} s")
     assert queue_uids(api) == queued
     assert history_uids(api) == history
@@ -393,13 +288,12 @@ def test_re_manager_sigkill_keeps_queue_and_history(stack):
 
 
 def restart_redis(cfg: dict, sig=signal.SIGTERM, down_for: float = 1.0) -> None:
-    pid = services._redis_pid(cfg)
+    pid = services.redis_pid(cfg)
     assert pid
     kill(pid, sig)
     assert not services.redis_ping(cfg["queueserver"]["redis_addr"])
     time.sleep(down_for)
-    with stack_env(cfg):
-        services.ensure_redis(cfg)
+    services.ensure_redis(cfg)
 
 
 def test_redis_restart_idle(stack):

@@ -1,7 +1,7 @@
 """HTTP access: the real bluesky HTTP server in front of adscan's RE Manager.
 
 Real processes on loopback: the session's simulated IOC, Redis and the RE Manager started by
-``adscan.services.up(iconfig, ioc=False)`` (environment open, ``profile_collection/``), and
+the conftest ``service`` (a private RE Manager, environment open, ``profile_collection/``), and
 ``start-bluesky-httpserver --host 127.0.0.1 --port <free>`` with a random single-user API key
 from ``QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY``.  A plan is queued and run through
 ``bluesky_queueserver_api.http.REManagerAPI``; requests without the key must be refused.
@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 from bluesky_queueserver_api import BPlan
 
-from adscan import services
 from adscan.ports import free_port
 
 pytestmark = pytest.mark.timeout(600)
@@ -44,16 +43,6 @@ def _request(url: str, *, key: str | None = None, data: dict | None = None,
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"{}")
-
-
-@pytest.fixture(scope="module")
-def service(iconfig, beamline):
-    """Redis + RE Manager with the environment open (the IOC is the session's)."""
-    try:
-        services.up(iconfig, ioc=False)
-        yield iconfig
-    finally:
-        services.down(iconfig)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +90,7 @@ def http_server(service, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def rm(http_server):
+def http_api(http_server):
     from bluesky_queueserver_api.http import REManagerAPI
 
     base, key = http_server
@@ -130,34 +119,34 @@ def test_http_requests_without_key_are_refused(http_server):
     assert code == 200 and status["worker_environment_exists"] is True
 
 
-def test_http_plans_allowed_lists_adscan_plans(rm):
-    plans = rm.plans_allowed()["plans_allowed"]
+def test_http_plans_allowed_lists_adscan_plans(http_api):
+    plans = http_api.plans_allowed()["plans_allowed"]
     assert {"adscan_count", "adscan_scan", "adscan_scan2", "adscan_grid_scan"} <= set(plans)
-    assert {"m1", "m2", "simdet"} <= set(rm.devices_allowed()["devices_allowed"])
+    assert {"m1", "m2", "simdet"} <= set(http_api.devices_allowed()["devices_allowed"])
 
 
-def test_http_submit_and_run_adscan_count(rm, service):
-    n0 = rm.status()["items_in_history"]
-    result = rm.item_add(BPlan("adscan_count", num=2, frames=2))
+def test_http_submit_and_run_adscan_count(http_api, service):
+    n0 = http_api.status()["items_in_history"]
+    result = http_api.item_add(BPlan("adscan_count", num=2, frames=2))
     assert result["success"], result["msg"]
     item_uid = result["item"]["item_uid"]
-    rm.queue_start()
-    rm.wait_for_idle(timeout=120)
-    history = rm.history_get()["items"]
+    http_api.queue_start()
+    http_api.wait_for_idle(timeout=120)
+    history = http_api.history_get()["items"]
     assert len(history) == n0 + 1
     item = history[-1]
     assert item["item_uid"] == item_uid and item["name"] == "adscan_count"
     assert item["result"]["exit_status"] == "completed", item["result"]
     (run_uid,) = item["result"]["run_uids"]
 
-    from adscan.catalog import open_catalog
+    from adscan.data.catalog import open_catalog
 
     run = open_catalog(service)[run_uid]
     assert run.metadata["stop"]["exit_status"] == "success"
     assert run.primary.read()["simdet_image"].shape == (2, 2, 1024, 1024)
 
 
-def test_http_raw_rest_item_add_with_key(http_server, rm):
+def test_http_raw_rest_item_add_with_key(http_server, http_api):
     """The REST call documented for curl: POST /api/queue/item/add with the ApiKey header."""
     base, key = http_server
     code, body = _request(f"{base}/api/queue/item/add", key=key,

@@ -29,7 +29,7 @@ ROWS, COLS = 1024, 1024
 @pytest.fixture(scope="module")
 def found_devices(iconfig, beamline):
     """The profile's devices (m1, m2, simdet) connected to the session's simulated IOC."""
-    from adscan.config import load_devices
+    from adscan.core.config import load_devices
     from adscan.devices import REGISTRY, create_devices
 
     found = create_devices(iconfig, load_devices())
@@ -45,9 +45,9 @@ def make_profile_RE(cfg: dict, found):
     """RE with the writers and preprocessors of adscan.instrument (same functions)."""
     from bluesky import RunEngine
 
-    from adscan.catalog import make_catalog_writer
-    from adscan.preprocessors import add_profile_streams
-    from adscan.specfile import make_spec_writer
+    from adscan.callbacks.catalog_writer import make_catalog_writer
+    from adscan.callbacks.specfile import make_spec_writer
+    from adscan.core.preprocessors import add_profile_streams
 
     RE = RunEngine({}, context_managers=[])
     RE.md["instrument_name"] = cfg["instrument"]["name"]
@@ -55,7 +55,8 @@ def make_profile_RE(cfg: dict, found):
     RE.subscribe(writer)
     specwriter = make_spec_writer(cfg, RE=RE)
     RE.subscribe(specwriter.receiver)
-    add_profile_streams(RE, found.motors.values(), found.detectors.values())
+    add_profile_streams(RE, found.motors.values(), found.detectors.values(),
+                        reconnect_timeout=cfg["epics"]["reconnect_timeout"])
     return RE, writer, specwriter
 
 
@@ -67,7 +68,8 @@ def mongo_cfg(iconfig: dict, tmp_path, uri: str) -> dict:
 
 
 def run_and_read_back(cfg: dict, found) -> None:
-    from adscan.catalog import catalog_kind, image_files, open_catalog
+    from adscan.core.catalog_settings import catalog_kind
+    from adscan.data.catalog import image_files, open_catalog
     from adscan.plans import adscan_scan
 
     assert catalog_kind(cfg) == "mongo"

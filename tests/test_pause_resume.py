@@ -10,28 +10,28 @@ end it 'abort'.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 
 import numpy as np
 import pytest
 from bluesky_queueserver_api import BPlan
-from conftest import CA_PORTS
-from test_faults import (
+from helpers import (
     catalog_run,
-    make_stack_config,
-    qserver,
     spec_path,
     spec_rows,
     spec_scan_block,
-    stack_env,
-    stack_up,
     wait_for,
     wait_idle,
 )
-
-from adscan import services
+from helpers import qserver as _qserver
 
 pytestmark = pytest.mark.timeout(180)
+
+#: The conftest ``stack`` of this module runs its IOC on CA_PORTS[2] (test_faults: [1]).
+STACK_CA_PORT = 2
+
+#: The CLI with a 30 s bound per call.
+qserver = functools.partial(_qserver, timeout=30)
 
 OUTER = np.linspace(-1, 1, 4)
 INNER = np.linspace(-0.5, 0.5, 3)
@@ -45,18 +45,6 @@ def expected_setpoints() -> list[tuple[float, float]]:
         for b in INNER if row % 2 == 0 else INNER[::-1]:
             out.append((a, b))
     return out
-
-
-@pytest.fixture(scope="module")
-def stack():
-    cfg = make_stack_config("pause", CA_PORTS[2])
-    stack_up(cfg)
-    api = services.re_manager_api(cfg, timeout=10)
-    yield cfg, api
-    with contextlib.suppress(Exception):
-        api.close()
-    with stack_env(cfg):
-        services.down(cfg)
 
 
 def start_and_pause(cfg: dict, api, how: str, rows: int = 3) -> int:

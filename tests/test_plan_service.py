@@ -19,27 +19,10 @@ import hdf5plugin  # noqa: F401 - LZ4 filter for h5py
 import numpy as np
 import pytest
 from bluesky_queueserver_api import BPlan
-from conftest import qserver
-
-from adscan import services
+from helpers import qserver
 
 pytestmark = pytest.mark.timeout(900)
 
-
-
-@pytest.fixture(scope="module")
-def service(iconfig, beamline):
-    """Redis + RE Manager with the environment open (the IOC is the session's)."""
-    services.up(iconfig, ioc=False)
-    yield iconfig
-    services.down(iconfig)
-
-
-@pytest.fixture(scope="module")
-def rm(service):
-    api = services.re_manager_api(service, timeout=10)
-    yield api
-    api.close()
 
 
 def wait_idle(rm, n_history: int, timeout: float = 300.0) -> None:
@@ -109,7 +92,7 @@ EXPECTED_POINTS = {"adscan_count": 5, "adscan_scan": 5, "adscan_scan2": 5, "adsc
 
 @pytest.fixture(scope="module")
 def runs(four_runs, service):
-    from adscan.catalog import open_catalog
+    from adscan.data.catalog import open_catalog
 
     cat = open_catalog(service)
     return {name: cat[item["result"]["run_uids"][0]] for name, item in four_runs.items()}
@@ -143,7 +126,7 @@ def test_grid_visits_points_in_snake_order(runs):
 
 
 def test_hdf5_frames_match_stats(runs):
-    from adscan.catalog import image_files
+    from adscan.data.catalog import image_files
 
     for name, run in runs.items():
         ds = run.primary.read()
@@ -229,7 +212,7 @@ def test_committed_plan_list_is_current(service, rm):
     """
     import yaml
 
-    from adscan.config import STARTUP_DIR
+    from adscan.core.config import STARTUP_DIR
 
     generated = Path(service["queueserver"]["existing_plans_devices"])
     committed = STARTUP_DIR / "existing_plans_and_devices.yaml"
@@ -244,7 +227,7 @@ def test_committed_plan_list_is_current(service, rm):
 
 def test_read_stats_without_triggering(four_runs, rm, service):
     """The how-to's diagnostic: stats read 5 times, no new image, the unique ID unchanged."""
-    from adscan.catalog import open_catalog
+    from adscan.data.catalog import open_catalog
 
     images = Path(service["detector"]["read_path"])
     files_before = sorted(images.glob("*.h5"))

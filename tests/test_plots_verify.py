@@ -1,4 +1,4 @@
-"""``adscan.plots`` and ``adscan.verify`` on real runs.
+"""``adscan.data.plots`` and ``adscan.data.verify`` on real runs.
 
 The runs are made here, in-process, against the session's simulated beamline IOC: a RunEngine
 built as ``adscan.instrument`` builds it (catalog writer, SPEC writer, devices, adscan plans),
@@ -30,22 +30,17 @@ def made_runs(iconfig, beamline):
     from bluesky import RunEngine
 
     from adscan import plans as ap
-    from adscan.catalog import make_catalog_writer
-    from adscan.config import load_devices
-    from adscan.devices import create_devices
-    from adscan.preprocessors import add_profile_streams
-    from adscan.specfile import make_spec_writer
+    from adscan.core import startup
 
     RE = RunEngine({})
-    RE.subscribe(make_catalog_writer(iconfig))
-    specwriter = make_spec_writer(iconfig, RE=RE)
-    RE.subscribe(specwriter.receiver)
-    found = create_devices(iconfig, load_devices())
+    specwriter = startup.make_writers(iconfig, RE, console=False).spec
+    startup.init_plans(iconfig)
+    found = startup.create_devices(iconfig)
     assert not found.missing, found.missing
     det = found.devices["simdet"]
     det.cam.acquire_time.put(0.02)  # 20 ms frames
     det.cam.acquire_period.put(0.02)
-    add_profile_streams(RE, found.motors.values(), found.detectors.values())
+    startup.init_streams(iconfig, RE, found)
     uids = {
         "count": RE(ap.adscan_count(num=3, frames=FRAMES))[0],
         "scan": RE(ap.adscan_scan("m1", -1, 1, 5, frames=FRAMES))[0],
@@ -82,7 +77,7 @@ def assert_not_blank(path: Path) -> None:
 
 
 def test_run_kind():
-    from adscan.plots import run_kind
+    from adscan.data.runs import run_kind
 
     assert run_kind({"adscan_plan": "adscan_count", "plan_name": "count"}) == "count"
     assert run_kind({"plan_name": "scan", "motors": ["m1"]}) == "scan"
@@ -98,7 +93,7 @@ def test_run_kind():
     ("grid", ["frame", "motors", "map"]),
 ])
 def test_plots_by_plan(made_runs, iconfig, tmp_path, name, kinds):
-    from adscan.plots import DPI, FIGSIZE, plot_run
+    from adscan.data.plots import DPI, FIGSIZE, plot_run
 
     paths = plot_run(iconfig, made_runs[name], out=tmp_path)
     assert [p.stem.rsplit("_", 1)[1] for p in paths] == kinds
@@ -109,7 +104,7 @@ def test_plots_by_plan(made_runs, iconfig, tmp_path, name, kinds):
 
 
 def test_plot_size_as_asked(made_runs, iconfig, tmp_path):
-    from adscan.plots import plot_run
+    from adscan.data.plots import plot_run
 
     paths = plot_run(iconfig, made_runs["grid"], out=tmp_path, figsize=(5, 4), dpi=60)
     assert len(paths) == 3
@@ -119,7 +114,8 @@ def test_plot_size_as_asked(made_runs, iconfig, tmp_path):
 
 
 def test_first_frame_and_grid_map_values(made_runs, iconfig):
-    from adscan.plots import grid_map, open_run, read_frame, read_run
+    from adscan.data.plots import grid_map
+    from adscan.data.runs import open_run, read_frame, read_run
 
     run = open_run(iconfig, made_runs["grid"])
     data = read_run(run)
@@ -138,7 +134,7 @@ def test_first_frame_and_grid_map_values(made_runs, iconfig):
 
 
 def test_main_plot_cli(made_runs, tmp_path, capsys):
-    from adscan.plots import main_plot
+    from adscan.data.plots import main_plot
 
     assert main_plot(["-1", "--out", str(tmp_path)]) == 0  # the grid scan is the newest
     printed = capsys.readouterr().out.split()
@@ -152,7 +148,7 @@ def test_main_plot_cli(made_runs, tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["count", "scan", "scan2", "grid"])
 def test_verify_passes(made_runs, iconfig, name):
-    from adscan.verify import verify_run
+    from adscan.data.verify import verify_run
 
     report = verify_run(iconfig, made_runs[name])
     assert report.ok, report.table()
@@ -161,7 +157,7 @@ def test_verify_passes(made_runs, iconfig, name):
 
 
 def test_main_verify_cli_passes(made_runs, capsys):
-    from adscan.verify import main_verify
+    from adscan.data.verify import main_verify
 
     assert main_verify([made_runs["scan"]]) == 0
     out = capsys.readouterr().out
@@ -176,8 +172,8 @@ def damaged_copy(cfg: dict, uid: str, tmp: Path) -> tuple[dict, Path, Path]:
     """
     from suitcase.msgpack import export
 
-    from adscan.catalog import image_files, open_catalog
-    from adscan.specfile import spec_file_path
+    from adscan.callbacks.specfile import spec_file_path
+    from adscan.data.catalog import image_files, open_catalog
 
     run = open_catalog(cfg)[uid]
     (h5,) = image_files(run)
@@ -213,7 +209,7 @@ def test_verify_copy_passes_then_fails_on_changed_frame(made_runs, iconfig, tmp_
     import h5py
     import hdf5plugin  # noqa: F401
 
-    from adscan.verify import main_verify, verify_run
+    from adscan.data.verify import main_verify, verify_run
 
     uid = made_runs["scan"]
     cfg, h5_copy, _ = damaged_copy(iconfig, uid, tmp_path)
@@ -239,7 +235,7 @@ def test_verify_copy_passes_then_fails_on_changed_frame(made_runs, iconfig, tmp_
 
 
 def test_verify_fails_on_missing_spec_row(made_runs, iconfig, tmp_path, capsys):
-    from adscan.verify import main_verify, verify_run
+    from adscan.data.verify import main_verify, verify_run
 
     uid = made_runs["grid"]
     cfg, _, spec_copy = damaged_copy(iconfig, uid, tmp_path)
@@ -259,7 +255,7 @@ def test_verify_fails_on_missing_spec_row(made_runs, iconfig, tmp_path, capsys):
 
 
 def test_verify_fails_on_missing_hdf5_file(made_runs, iconfig, tmp_path):
-    from adscan.verify import verify_run
+    from adscan.data.verify import verify_run
 
     uid = made_runs["count"]
     cfg, h5_copy, _ = damaged_copy(iconfig, uid, tmp_path)

@@ -180,25 +180,14 @@ pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
-def service(iconfig, beamline):
-    """Redis + RE Manager with the environment open; one plan waiting in the queue."""
+def queued(service, rm):
+    """The module's RE Manager (conftest ``service``) with one plan waiting in the queue."""
     from bluesky_queueserver_api import BPlan
 
-    from adscan import services
-
-    services.up(iconfig, ioc=False)
-    rm = services.re_manager_api(iconfig, timeout=10)
-    try:
-        rm.queue_clear()
-        result = rm.item_add(BPlan(PLAN["name"], **PLAN["kwargs"]))
-        assert result["success"], result["msg"]
-        yield iconfig, rm
-    finally:
-        try:
-            rm.queue_clear()  # other modules expect an empty queue
-        finally:
-            rm.close()
-            services.down(iconfig)
+    result = rm.item_add(BPlan(PLAN["name"], **PLAN["kwargs"]))
+    assert result["success"], result["msg"]
+    yield service, rm
+    rm.queue_clear()
 
 
 def _require_gui_packages() -> None:
@@ -229,17 +218,17 @@ def run_queue_monitor(cfg: dict, tmp: Path) -> tuple[dict, subprocess.CompletedP
 
 
 @pytest.fixture(scope="module")
-def monitor(service, tmp_path_factory):
+def monitor(queued, tmp_path_factory):
     """One offscreen queue-monitor session: (result, process, seconds, screenshot path)."""
-    cfg, rm = service
+    cfg, rm = queued
     assert rm.status()["worker_environment_exists"] is True
     tmp = tmp_path_factory.mktemp("queue-monitor")
     result, proc, elapsed = run_queue_monitor(cfg, tmp)
     return result, proc, elapsed, tmp / "queue-monitor.png"
 
 
-def test_queue_monitor_connects_and_shows_environment_and_queue(service, monitor):
-    cfg, rm = service
+def test_queue_monitor_connects_and_shows_environment_and_queue(queued, monitor):
+    cfg, rm = queued
     result, proc, elapsed, _ = monitor
     diag = f"{json.dumps(result, indent=1)}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
     assert result["ok"] and result["error"] is None, diag

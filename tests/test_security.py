@@ -20,7 +20,7 @@ import pytest
 import yaml
 from bluesky_queueserver_api import BFunc, BPlan
 from bluesky_queueserver_api.zmq import REManagerAPI
-from conftest import CA_PORTS, REPO, private_service
+from helpers import CA_PORTS, REPO
 
 from adscan import services
 
@@ -38,25 +38,17 @@ def keys():
 
 
 @pytest.fixture(scope="module")
-def secure(tmp_path_factory, keys, beamline):
-    """An encrypted RE Manager with the committed user-group permissions, environment open."""
-    directory = tmp_path_factory.mktemp("secure")
-    key_file = directory / "zmq-private.key"
+def service_edit(tmp_path_factory, keys):
+    """This module's service is encrypted (key file, owner-only) with the committed
+    user-group permissions."""
+    key_file = tmp_path_factory.mktemp("keys") / "zmq-private.key"
     key_file.write_text(f"{keys['private']}\n")
     key_file.chmod(0o600)
 
     def encrypt(raw: dict) -> None:
         raw["queueserver"]["zmq_private_key_file"] = str(key_file)
 
-    with private_service(directory, edit=encrypt) as cfg:
-        yield cfg
-
-
-@pytest.fixture(scope="module")
-def rm(secure):
-    api = services.re_manager_api(secure, timeout=10)
-    yield api
-    api.close()
+    return encrypt
 
 
 def plain_client(cfg: dict, public_key: str | None = None) -> REManagerAPI:
@@ -69,28 +61,28 @@ def plain_client(cfg: dict, public_key: str | None = None) -> REManagerAPI:
 # --------------------------------------------------------------------------- ZMQ encryption
 
 
-def test_encrypted_client_works(rm, secure, keys):
-    assert services.zmq_public_key(secure) == keys["public"]
+def test_encrypted_client_works(rm, service, keys):
+    assert services.zmq_public_key(service) == keys["public"]
     st = rm.status()
     assert st["worker_environment_exists"] is True and st["manager_state"] == "idle"
 
 
 @pytest.mark.parametrize("which", ["no key", "wrong key"])
-def test_client_without_the_key_gets_no_answer(secure, which):
+def test_client_without_the_key_gets_no_answer(service, which):
     from bluesky_queueserver.manager.comms import generate_zmq_keys
 
     key = None if which == "no key" else generate_zmq_keys()[0]
-    api = plain_client(secure, key)
+    api = plain_client(service, key)
     try:
         with pytest.raises(api.RequestTimeoutError):
             api.status()
     finally:
         api.close()
-    assert services.re_manager_status(secure) is not None, "the manager must keep answering"
+    assert services.re_manager_status(service) is not None, "the manager must keep answering"
 
 
-def test_qserver_cli_needs_the_public_key(secure, keys):
-    qs = secure["queueserver"]
+def test_qserver_cli_needs_the_public_key(service, keys):
+    qs = service["queueserver"]
     env = dict(os.environ, QSERVER_ZMQ_CONTROL_ADDRESS=qs["zmq_control_addr"],
                QSERVER_ZMQ_INFO_ADDRESS=qs["zmq_info_addr"])
     env.pop("QSERVER_ZMQ_PUBLIC_KEY", None)
@@ -102,12 +94,12 @@ def test_qserver_cli_needs_the_public_key(secure, keys):
     assert "timeout" in (bad.stdout + bad.stderr).lower(), bad.stdout + bad.stderr
 
 
-def test_private_key_is_not_written_anywhere(secure, keys):
-    run = services.run_dir(secure)
+def test_private_key_is_not_written_anywhere(service, keys):
+    run = services.run_dir(service)
     generated = (run / "qserver.yml").read_text()
     assert keys["private"] not in generated
     assert "zmq_private_key" not in yaml.safe_load(generated)["network"]
-    for f in Path(secure["instrument"]["data_dir"]).rglob("*"):
+    for f in Path(service["instrument"]["data_dir"]).rglob("*"):
         if f.is_file() and f.stat().st_size < 50_000_000:
             assert keys["private"].encode() not in f.read_bytes(), f
 
@@ -173,6 +165,17 @@ def test_scan_only_refuses(rm, item, word):
         rm.item_add(item, user_group="scan_only")
     assert word in info.value.response["msg"], info.value.response["msg"]
     assert rm.queue_get()["items"] == before
+
+
+def test_primary_executes_only_the_functions_meant_for_users(rm):
+    """The default group may run ``adscan_progress`` but no other callable of the profile."""
+    for name in ("print", "open_catalog", "make_catalog_writer"):
+        with pytest.raises(rm.RequestFailedError) as info:
+            rm.function_execute(BFunc(name, "x"))
+        assert "not allowed" in info.value.response["msg"] or "not in the list" in \
+            info.value.response["msg"], info.value.response["msg"]
+    result = rm.function_execute(BFunc("adscan_progress"), run_in_background=True)
+    assert result["success"], result["msg"]
 
 
 def test_scan_only_cannot_execute_functions_and_unknown_groups_are_refused(rm):
@@ -281,7 +284,7 @@ def _bound_addresses(pid: int) -> list[dict]:
     return out
 
 
-def test_services_bind_loopback_only(secure, beamline):
+def test_services_bind_loopback_only(service, beamline):
     """Every server socket (TCP listen, UDP on a service port) of Redis, the RE Manager (and its
     worker) and the simulated IOC is bound to 127.0.0.1.
 
@@ -291,15 +294,15 @@ def test_services_bind_loopback_only(secure, beamline):
     only in a non-root process of the RE Manager that loads libca, at most two sockets, never
     on a configured service port.
     """
-    from adscan.services import _zmq_host_port, parse_redis_addr
+    from adscan.services import parse_redis_addr, zmq_host_port
 
-    qs = secure["queueserver"]
+    qs = service["queueserver"]
     service_ports = {*CA_PORTS, parse_redis_addr(qs["redis_addr"])[1],
-                     _zmq_host_port(qs["zmq_control_addr"])[1],
-                     _zmq_host_port(qs["zmq_info_addr"])[1], 5064, 5065, 5075, 5076}
+                     zmq_host_port(qs["zmq_control_addr"])[1],
+                     zmq_host_port(qs["zmq_info_addr"])[1], 5064, 5065, 5075, 5076}
     pids = {
-        "redis": services._redis_pid(secure),
-        "re-manager": services._re_manager_pid(secure),
+        "redis": services.redis_pid(service),
+        "re-manager": services.re_manager_pid(service),
         "ioc": beamline.pid,
     }
     assert all(pids.values()), pids

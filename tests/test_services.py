@@ -18,9 +18,10 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from helpers import write_iconfig
 
 from adscan import services
-from adscan.config import DEFAULT_ICONFIG, load_iconfig
+from adscan.core.config import load_iconfig
 from adscan.ports import free_ports
 
 pytestmark = pytest.mark.timeout(120)
@@ -46,24 +47,20 @@ def _listening(port: int) -> bool:
 
 def _write_iconfig(tmp: Path, name: str, redis_port: int, ctl: int, info: int, ca: int,
                    startup: Path) -> Path:
-    with open(DEFAULT_ICONFIG) as f:
-        raw = yaml.safe_load(f)
-    raw["instrument"]["data_dir"] = str(tmp / f"{name}-data")
-    raw["epics"]["ca_server_port"] = ca
-    raw["epics"]["connection_timeout"] = 0.5
-    raw["ioc"].update(simulate=False, motors_prefix=f"svc{os.getpid()}gp:",
-                      ad_prefix=f"svc{os.getpid()}kad:")
-    raw["queueserver"].update(
-        zmq_control_addr=f"tcp://127.0.0.1:{ctl}",
-        zmq_info_addr=f"tcp://127.0.0.1:{info}",
-        redis_addr=f"127.0.0.1:{redis_port}",
-        redis_name_prefix=f"adscan_test_{uuid.uuid4().hex[:8]}",
-        startup_dir=str(startup),
-        existing_plans_devices=str(tmp / f"{name}-existing_plans_and_devices.yaml"),
-    )
-    path = tmp / f"{name}-iconfig.yml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    """A private iconfig (helpers.write_iconfig) on the given ports, no IOC (simulate false)."""
+
+    def edit(raw: dict) -> None:
+        raw["epics"]["connection_timeout"] = 0.5
+        raw["ioc"].update(motors_prefix=f"svc{os.getpid()}gp:", ad_prefix=f"svc{os.getpid()}kad:")
+        raw["queueserver"].update(
+            zmq_control_addr=f"tcp://127.0.0.1:{ctl}",
+            zmq_info_addr=f"tcp://127.0.0.1:{info}",
+            redis_addr=f"127.0.0.1:{redis_port}",
+            redis_name_prefix=f"adscan_test_{uuid.uuid4().hex[:8]}",
+            startup_dir=str(startup),
+        )
+
+    return write_iconfig(tmp / name, ca_port=ca, simulate=False, edit=edit)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +159,7 @@ def test_ensure_redis_uses_an_external_one(env):
                              "--port", str(port), "--dir", str(ext_dir), "--save", ""],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert services._wait(lambda: services.redis_ping(f"127.0.0.1:{port}"), 5)
+        assert services.wait_until(lambda: services.redis_ping(f"127.0.0.1:{port}"), 5)
         cfg = {**env["cfg"],
                "instrument": {**env["cfg"]["instrument"], "data_dir": str(env["tmp"] / "ext")},
                "queueserver": {**env["cfg"]["queueserver"], "redis_addr": f"127.0.0.1:{port}"}}
@@ -191,8 +188,9 @@ def test_up_opens_environment(env):
     finally:
         api.close()
     # via the real qserver CLI
-    out = subprocess.run([services._bin("qserver"), "-a", cfg["queueserver"]["zmq_control_addr"],
-                          "status"], capture_output=True, text=True, timeout=20)
+    out = subprocess.run([services.venv_bin("qserver"), "-a",
+                          cfg["queueserver"]["zmq_control_addr"], "status"],
+                         capture_output=True, text=True, timeout=20)
     assert out.returncode == 0, out.stderr
     assert "'worker_environment_exists': True" in out.stdout
     # ZMQ on loopback only
@@ -252,7 +250,7 @@ def test_down_stops_everything_and_frees_ports(env):
     out = _cli("down", "--json")
     print(f"down: {time.monotonic() - t0:.2f} s")
     assert out.returncode == 0, out.stderr
-    assert services._wait(lambda: not any(_listening(p) for p in env["ports"]), 5)
+    assert services.wait_until(lambda: not any(_listening(p) for p in env["ports"]), 5)
     for p in procs:
         assert not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
     run = Path(cfg["instrument"]["data_dir"]) / "run"
@@ -305,7 +303,7 @@ def test_real_ioc_check(env):
     proc = subprocess.Popen([sys.executable, str(script), cfg["ioc"]["motors_prefix"],
                              cfg["ioc"]["ad_prefix"]], env=child_env)
     try:
-        assert services._wait(lambda: services.ioc_answers(cfg, timeout=0.5), 10)
+        assert services.wait_until(lambda: services.ioc_answers(cfg, timeout=0.5), 10)
         info = services.ensure_ioc(cfg)
         assert info.state == "external" and info.pid is None and not info.started
         wrong = {**cfg, "ioc": {**cfg["ioc"], "ad_prefix": "nosuch:"}}
@@ -334,3 +332,14 @@ def test_broken_startup_code_is_reported(env, tmp_path):
     finally:
         services.down(cfg)
     assert not _listening(ctl)
+
+
+def test_status_leaves_the_callers_environment_unchanged(env):
+    """The CA check of ``status`` runs with the configured port but restores ``os.environ``."""
+    before = dict(os.environ)
+    infos = services.status(env["cfg"])
+    assert {i.name for i in infos} >= {"redis", "ioc", "re-manager"}
+    assert dict(os.environ) == before
+    child = services.child_env(env["cfg"])
+    assert child["EPICS_CA_SERVER_PORT"] == str(env["cfg"]["epics"]["ca_server_port"])
+    assert dict(os.environ) == before

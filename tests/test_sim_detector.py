@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CA_PORTS, TAG, start_ioc, stop_process
+from helpers import CA_PORTS, DATA, TAG, start_ioc, stop_process
 
-PV_LIST = Path("/work/shared/reference/simdet-v34-pvs.txt")
+PV_LIST = DATA / "simdet-v34-pvs.txt"  # the PVs the how-to's classes instantiate
 AD = f"{TAG}sd:"
 MOTORS = f"{TAG}sdgp:"
 PORT = CA_PORTS[3]

@@ -5,7 +5,7 @@ CI runs the reduced count (default N=10, about half a minute).  The full soak::
     ADSCAN_SOAK_N=200 ./run test tests/test_soak.py -s        # or: python benchmarks/soak.py
 
 prints the figures (duration, RE Manager + worker RSS after the first 20 % and at the end).
-Each run is checked with :func:`adscan.verify.verify_run` (datum -> HDF5 frames, unique IDs,
+Each run is checked with :func:`adscan.data.verify.verify_run` (datum -> HDF5 frames, unique IDs,
 stats = pixels, SPEC rows and columns); across runs the uids, HDF5 files, SPEC scans and
 NDArrayUniqueId ranges must be one to one and disjoint.  Memory must not grow without bound:
 end RSS - RSS after 20 % <= max(SOAK_RSS_SLACK_MB, 25 % of the early RSS).
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.timeout(600 + 30 * N)] + ([pytest.mark.slow] if N > 20
 
 def manager_rss(cfg: dict) -> dict[str, float]:
     """RSS (MiB) of the RE Manager process and of its children (the worker)."""
-    pid = services._re_manager_pid(cfg)
+    pid = services.re_manager_pid(cfg)
     assert pid, "RE Manager not running"
     root = psutil.Process(pid)
     children = root.children(recursive=True)
@@ -99,8 +99,8 @@ def check_soak(cfg: dict, items: list[dict]) -> list[str]:
     import h5py
     import hdf5plugin  # noqa: F401 - LZ4 filter
 
-    from adscan.catalog import image_files, open_catalog
-    from adscan.verify import UNIQUE_ID_DATASET, read_spec_scan, verify_run
+    from adscan.data.catalog import image_files, open_catalog
+    from adscan.data.verify import UNIQUE_ID_DATASET, read_spec_scan, verify_run
 
     problems = []
     statuses = [i["result"]["exit_status"] for i in items]
@@ -145,15 +145,6 @@ def check_soak(cfg: dict, items: list[dict]) -> list[str]:
         if spec_text.count(uid) < 1:
             problems.append(f"{uid} not in the SPEC file")
     return problems
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, beamline):
-    """A private RE Manager on the session's simulated IOC (see conftest.private_service)."""
-    from conftest import private_service
-
-    with private_service(tmp_path_factory.mktemp("soak")) as cfg:
-        yield cfg
 
 
 @pytest.fixture(scope="module")

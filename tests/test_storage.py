@@ -36,15 +36,15 @@ from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
 from spec2nexus.spec import SpecDataFile
 
-from adscan.catalog import (
+from adscan.callbacks.catalog_writer import make_catalog_writer
+from adscan.callbacks.specfile import AdscanSpecWriter, make_spec_writer, rebuild_plan_command
+from adscan.data.catalog import (
     AdscanHDF5Handler,
     image_files,
-    make_catalog_writer,
     open_catalog,
     open_v1,
     write_intake_yaml,
 )
-from adscan.specfile import AdscanSpecWriter, make_spec_writer, rebuild_plan_command
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -292,7 +292,7 @@ def test_catalog_readable_by_another_process_during_and_after_run(cfg, devices):
     RE, _, _ = make_RE(cfg, spec=False)
     script = (
         "import json, sys\n"
-        "from adscan.catalog import open_catalog, image_files\n"
+        "from adscan.data.catalog import open_catalog, image_files\n"
         "cfg = {'catalog': {'name': 'adscan', 'mongo_uri': None, 'directory': sys.argv[1]}}\n"
         "run = open_catalog(cfg)[sys.argv[2]]\n"
         "ds = run.primary.read()\n"
@@ -563,7 +563,7 @@ def test_mongo_path_with_mongomock_round_trip(cfg, devices):
 
 def test_mongo_path_with_mongomock_uri_gets_timeout(cfg):
     mongomock = pytest.importorskip("mongomock")
-    from adscan.catalog import mongo_uri_with_timeout
+    from adscan.core.catalog_settings import mongo_uri_with_timeout
 
     assert "serverSelectionTimeoutMS=5000" in mongo_uri_with_timeout("mongodb://h:1/db")
     assert mongo_uri_with_timeout("mongodb://h/db?serverSelectionTimeoutMS=9") == (

@@ -31,8 +31,9 @@ changes for adscan:
   ``label_start_motor`` by default, or e.g. ``"baseline"``).  apstools' ``label_stream_decorator``
   is not used (it needs ``ns=`` outside IPython); without such a stream ``#O0``/``#P0`` are empty.
 * Grid scans: flat rows, plus ``#MD shape = (...)`` and the other start metadata as ``#MD``.
-* Errors in this callback are logged (``adscan.specfile``) and counted in ``errors``, never
-  raised into the RunEngine: the SPEC file is a by-product, the catalog is the record.
+* Errors in this callback are logged (``adscan.callbacks.specfile``) and counted in
+  ``errors``, never raised into the RunEngine: the SPEC file is a by-product, the catalog is
+  the record.
 
 Use::
 
@@ -58,6 +59,8 @@ from apstools.callbacks.spec_file_writer import (
     SpecWriterCallback2,
 )
 from apstools.utils.misc import render
+
+from adscan.core.schema import ADSCAN_COMMAND
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +108,8 @@ def _plain(value: Any) -> Any:
 def rebuild_plan_command(doc: dict) -> str:
     """The plan as the user called it: ``adscan_command`` metadata when an adscan plan ran,
     else ``scan(detectors=['simdet'], num=5, args=['m1', -1, 1])`` from plan_name/plan_args."""
-    if doc.get("adscan_command"):
-        return str(doc["adscan_command"])
+    if doc.get(ADSCAN_COMMAND):
+        return str(doc[ADSCAN_COMMAND])
     parts = []
     for key, value in (doc.get("plan_args") or {}).items():
         if key == "detectors" and doc.get("detectors"):
@@ -423,7 +426,7 @@ def make_spec_writer(cfg: dict | None = None, RE=None, **kwargs) -> AdscanSpecWr
     The caller subscribes it: ``RE.subscribe(writer)``.
     """
     if cfg is None:
-        from .config import load_iconfig
+        from adscan.core.config import load_iconfig
 
         cfg = load_iconfig()
     return AdscanSpecWriter(spec_file_path(cfg), RE=RE, **kwargs)

@@ -1,4 +1,10 @@
-"""Read adscan's YAML settings (``startup/iconfig.yml``, ``startup/devices.yml``)."""
+"""Read adscan's YAML settings (``startup/iconfig.yml``, ``startup/devices.yml``).
+
+``startup/iconfig.yml`` is the one source of every default.  Any other configuration file
+(``$ADSCAN_ICONFIG``, ``deploy/iconfig.compose.yml``, a test's private copy) is an overlay:
+it holds only the keys that differ and is merged over the default file at load.  Both carry
+``version: ICONFIG_VERSION``; a file of another version is refused at load.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,18 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STARTUP_DIR = REPO / "startup"
 PROFILE_DIR = REPO / "profile_collection"
 DEFAULT_ICONFIG = STARTUP_DIR / "iconfig.yml"
 DEFAULT_DEVICES = STARTUP_DIR / "devices.yml"
+
+#: The layout of iconfig.yml this code reads (its ``version:`` key).
+ICONFIG_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """An instrument configuration file cannot be used (the message names file and key)."""
 
 
 def _expand(value: Any, names: dict[str, str]) -> Any:
@@ -30,11 +43,43 @@ def iconfig_path() -> Path:
     return Path(os.environ.get("ADSCAN_ICONFIG") or DEFAULT_ICONFIG)
 
 
+def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``overlay``, dictionaries merged key by key (a copy)."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: an instrument configuration is a mapping of sections")
+    version = raw.get("version", ICONFIG_VERSION)
+    if version != ICONFIG_VERSION:
+        raise ConfigError(f"{path}: version {version!r}, this adscan reads version "
+                          f"{ICONFIG_VERSION} (see {DEFAULT_ICONFIG})")
+    return raw
+
+
+def load_raw_iconfig(path: str | Path | None = None) -> dict[str, Any]:
+    """The default configuration with the file ``path`` merged over it (nothing expanded)."""
+    path = Path(path) if path else iconfig_path()
+    raw = _read_yaml(DEFAULT_ICONFIG)
+    if path.resolve() != DEFAULT_ICONFIG.resolve():
+        raw = merge(raw, _read_yaml(path))
+    raw["version"] = ICONFIG_VERSION
+    return raw
+
+
 def load_iconfig(path: str | Path | None = None) -> dict[str, Any]:
     """Load the instrument configuration with ``{data_dir}`` and ``{repo}`` expanded."""
     path = Path(path) if path else iconfig_path()
-    with open(path) as f:
-        cfg = yaml.safe_load(f) or {}
+    cfg = load_raw_iconfig(path)
     names = {"repo": str(REPO)}
     data_dir = os.environ.get("ADSCAN_DATA_DIR") or cfg["instrument"]["data_dir"]
     data_dir = str(Path(data_dir.format(**names)).expanduser().resolve())

@@ -19,11 +19,13 @@ from typing import Any, TextIO
 
 from bluesky.callbacks.core import CallbackBase
 
+from adscan.core.schema import PROGRESS_PREFIX, plan_of, progress_point_line
+
 
 class ProgressReporter(CallbackBase):
     """Counts the primary-stream points of the run in progress."""
 
-    def __init__(self, stream: TextIO | None = sys.stdout, prefix: str = "[adscan]"):
+    def __init__(self, stream: TextIO | None = sys.stdout, prefix: str = PROGRESS_PREFIX):
         super().__init__()
         self.stream = stream
         self.prefix = prefix
@@ -43,7 +45,7 @@ class ProgressReporter(CallbackBase):
             self._primary = None
             self._state = {
                 "state": "running", "uid": doc["uid"], "scan_id": doc.get("scan_id"),
-                "plan": doc.get("adscan_plan") or doc.get("plan_name"),
+                "plan": plan_of(doc),
                 "points_done": 0, "points_total": total, "elapsed_s": 0.0, "remaining_s": None,
                 "exit_status": None,
             }
@@ -64,10 +66,8 @@ class ProgressReporter(CallbackBase):
             done, total = st["points_done"], st["points_total"]
             if total:
                 st["remaining_s"] = round(st["elapsed_s"] / done * (total - done), 3)
-            line = f"scan {st['scan_id']} {st['plan']}: point {done}/{total or '?'}"
-            if total:
-                line += (f" ({100 * done // total}%), {st['elapsed_s']:.1f} s elapsed, "
-                         f"~{st['remaining_s']:.1f} s left")
+            line = progress_point_line(st["scan_id"], st["plan"], done, total,
+                                       st["elapsed_s"], st["remaining_s"])
         self._say(line)
 
     def stop(self, doc):
@@ -86,7 +86,7 @@ class ProgressReporter(CallbackBase):
             return dict(self._state)
 
 
-#: The profile's reporter (subscribed to RE by adscan.instrument).
+#: The profile's reporter (subscribed to RE by :func:`adscan.core.startup.make_writers`).
 PROGRESS = ProgressReporter()
 
 

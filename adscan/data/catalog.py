@@ -1,21 +1,12 @@
-"""Databroker catalog: write every bluesky document, read runs back.
+"""Databroker catalog, the read side: open the catalog the worker writes, find image files.
 
-Two back ends, chosen by ``catalog.mongo_uri`` in ``iconfig.yml``:
-
-``mongo_uri: null`` (default, embedded)
-    A persistent, file-backed databroker catalog under ``catalog.directory``: one msgpack file per
-    run (``<start uid>.msgpack``), written by ``suitcase.msgpack.Serializer(dir, flush=True)``
-    behind an ``event_model.RunRouter``.  Every document is flushed as it arrives, so another
-    process can read a run while it is being written.
-
-``mongo_uri: mongodb://host:27017/dbname``
-    ``suitcase.mongo_normalized.Serializer(uri, uri)`` (metadata and assets in the same
-    database); read with databroker's ``BlueskyMongoCatalog``.  ``serverSelectionTimeoutMS``
-    is added to the URI when absent so a missing server fails in seconds, not 30 s.
+The embedded back end (``catalog.mongo_uri: null``) is read as msgpack files under
+``catalog.directory``; MongoDB with databroker's ``BlueskyMongoCatalog``.  The writer is
+:mod:`adscan.callbacks.catalog_writer`.
 
 Reading::
 
-    from adscan.catalog import open_catalog, image_files
+    from adscan.data import open_catalog, image_files
     cat = open_catalog()                 # settings from iconfig.yml
     run = cat[-1]                        # or cat[uid], cat[scan_id]
     ds = run.primary.read()              # ds["simdet_image"].shape == (points, frames, rows, cols)
@@ -34,21 +25,20 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-import urllib.parse
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import event_model
 import h5py
 import hdf5plugin  # noqa: F401  (registers the LZ4 & other HDF5 filters with h5py)
 from area_detector_handlers.handlers import AreaDetectorHDF5Handler
 
+from adscan.core.catalog_settings import (
+    catalog_cfg,
+    catalog_directory,
+    mongo_uri_with_timeout,
+    resolve_cfg,
+)
+
 logger = logging.getLogger(__name__)
-
-MONGO_TIMEOUT_MS = 5000  # serverSelectionTimeoutMS added to mongo URIs without one
-
 
 class AdscanHDF5Handler(AreaDetectorHDF5Handler):
     """``AD_HDF5`` handler that can decode LZ4 (and other hdf5plugin-filtered) frames.
@@ -93,127 +83,12 @@ HANDLER_REGISTRY: dict[str, type] = {"AD_HDF5": AdscanHDF5Handler}
 
 
 # ---------------------------------------------------------------------------------------------
-# settings
-
-
-def _cfg(cfg: dict | None) -> dict:
-    if cfg is None:
-        from .config import load_iconfig
-
-        cfg = load_iconfig()
-    return cfg
-
-
-def _catalog_cfg(cfg: dict | None) -> dict:
-    return dict(_cfg(cfg).get("catalog") or {})
-
-
-def mongo_uri_with_timeout(uri: str, timeout_ms: int = MONGO_TIMEOUT_MS) -> str:
-    """Return *uri* with ``serverSelectionTimeoutMS`` set (unless it already has one)."""
-    parts = urllib.parse.urlsplit(uri)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    if any(k.lower() == "serverselectiontimeoutms" for k, _ in query):
-        return uri
-    query.append(("serverSelectionTimeoutMS", str(int(timeout_ms))))
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
-def catalog_kind(cfg: dict | None = None) -> str:
-    """``"mongo"`` when ``catalog.mongo_uri`` is set, else ``"msgpack"`` (embedded)."""
-    return "mongo" if _catalog_cfg(cfg).get("mongo_uri") else "msgpack"
-
-
-def catalog_directory(cfg: dict | None = None) -> Path:
-    """Directory of the embedded catalog (``catalog.directory``)."""
-    directory = _catalog_cfg(cfg).get("directory")
-    if not directory:
-        raise ValueError("iconfig: catalog.directory is not set")
-    return Path(directory).expanduser()
-
-
-# ---------------------------------------------------------------------------------------------
-# writing
-
-
-class CatalogWriter:
-    """RunEngine callback ``(name, doc)`` that stores every document in the catalog.
-
-    Subscribe it with ``RE.subscribe(writer)``.  Errors are NOT swallowed: losing catalog data
-    silently is worse than a failed scan.  ``stats`` holds the number of documents and the
-    cumulative time spent writing them (seconds), to measure the cost on the RunEngine thread.
-    """
-
-    def __init__(self, kind: str, target: str, callback: Callable[[str, dict], Any],
-                 closer: Callable[[], None] | None = None):
-        self.kind = kind
-        self.target = target
-        self._callback = callback
-        self._closer = closer
-        self.stats = {"documents": 0, "seconds": 0.0}
-
-    def __call__(self, name: str, doc: dict) -> None:
-        t0 = time.perf_counter()
-        self._callback(name, doc)
-        self.stats["seconds"] += time.perf_counter() - t0
-        self.stats["documents"] += 1
-
-    def close(self) -> None:
-        if self._closer is not None:
-            self._closer()
-
-    def __repr__(self) -> str:
-        return f"<CatalogWriter {self.kind} {self.target}>"
-
-
-def make_catalog_writer(cfg: dict | None = None) -> CatalogWriter:
-    """The RunEngine callback that stores every document (see module docstring)."""
-    ccfg = _catalog_cfg(cfg)
-    uri = ccfg.get("mongo_uri")
-    if uri:
-        import pymongo
-        from suitcase.mongo_normalized import Serializer as MongoSerializer
-
-        if not pymongo.uri_parser.parse_uri(uri).get("database"):
-            raise ValueError(f"catalog.mongo_uri {_redact(uri)!r} names no database "
-                             "(mongodb://host:port/DATABASE)")
-        uri = mongo_uri_with_timeout(uri)
-        client = pymongo.MongoClient(uri)
-        db = client.get_database()  # the database named in the URI (required)
-        serializer = MongoSerializer(db, db)  # metadata and assets in the same database
-        serializer.create_indexes()  # idempotent; once per writer
-
-        def closer():
-            client.close()
-
-        return CatalogWriter("mongo", _redact(uri), serializer, closer)
-
-    from suitcase.msgpack import Serializer as MsgpackSerializer
-
-    directory = catalog_directory(cfg)
-    directory.mkdir(parents=True, exist_ok=True)
-
-    def factory(name, start_doc):
-        return [MsgpackSerializer(str(directory), flush=True)], []
-
-    router = event_model.RunRouter([factory])
-    return CatalogWriter("msgpack", str(directory), router)
-
-
-def _redact(uri: str) -> str:
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    return uri
-
-
-# ---------------------------------------------------------------------------------------------
 # reading
 
 try:  # databroker is a hard dependency, keep import errors readable
     from databroker._drivers.msgpack import BlueskyMsgpackCatalog
 except ImportError as exc:  # pragma: no cover
-    raise ImportError("adscan.catalog needs databroker 1.2.x") from exc
+    raise ImportError("adscan.data.catalog needs databroker 1.2.x") from exc
 
 
 class AdscanMsgpackCatalog(BlueskyMsgpackCatalog):
@@ -241,7 +116,7 @@ def open_catalog(cfg: dict | None = None, **kwargs):
 
     ``kwargs`` go to the catalog class (e.g. ``root_map``).
     """
-    ccfg = _catalog_cfg(cfg)
+    ccfg = catalog_cfg(cfg)
     name = ccfg.get("name") or "adscan"
     registry = dict(HANDLER_REGISTRY)
     registry.update(kwargs.pop("handler_registry", None) or {})
@@ -272,8 +147,8 @@ def write_intake_yaml(cfg: dict | None = None, directory: str | Path | None = No
     """
     import yaml
 
-    cfg = _cfg(cfg)
-    ccfg = _catalog_cfg(cfg)
+    cfg = resolve_cfg(cfg)
+    ccfg = catalog_cfg(cfg)
     name = ccfg.get("name") or "adscan"
     if directory is None:
         directory = Path(cfg["instrument"]["data_dir"]) / "intake"

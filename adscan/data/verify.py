@@ -2,7 +2,7 @@
 
 Python::
 
-    from adscan.verify import verify_run
+    from adscan.data import verify_run
     report = verify_run(cfg, -1)        # uid, -N or scan_id
     print(report.table()); report.ok
 
@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from adscan.plots import IMAGE_DATASET, RunData, open_run, read_run
+from adscan.core.schema import FRAMES_PER_POINT, plan_of
+from adscan.data.runs import IMAGE_DATASET, RunData, open_run, read_run
 
 UNIQUE_ID_DATASET = "/entry/instrument/NDAttributes/NDArrayUniqueId"
 PASS, FAIL = "PASS", "FAIL"
@@ -186,7 +187,7 @@ def _check_images(report: Report, data: RunData, cfg: dict) -> None:
         return
     key = data.image_keys[0]
     ids = data.datum_ids.get(key, [])
-    frames_cfg = data.start.get("frames_per_point")
+    frames_cfg = data.start.get(FRAMES_PER_POINT)
     shape = list((data.descriptor or {}).get("data_keys", {}).get(key, {}).get("shape") or [])
 
     # --- frames per point: start doc, resources, data key shape
@@ -278,7 +279,7 @@ def _check_images(report: Report, data: RunData, cfg: dict) -> None:
 
 
 def _check_spec(report: Report, data: RunData, cfg: dict) -> None:
-    from adscan.specfile import spec_file_path
+    from adscan.callbacks.specfile import spec_file_path
 
     path = spec_file_path(cfg)
     scan = read_spec_scan(path, data.uid, data.scan_id)
@@ -317,7 +318,7 @@ def _check_spec(report: Report, data: RunData, cfg: dict) -> None:
 def verify_data(cfg: dict, data: RunData) -> Report:
     """All checks on an already read run."""
     report = Report(uid=data.uid, scan_id=data.scan_id,
-                    plan=data.start.get("adscan_plan") or data.start.get("plan_name", "?"),
+                    plan=plan_of(data.start) or "?",
                     points=data.points)
     _check_run(report, data)
     _check_images(report, data, cfg)
@@ -328,7 +329,7 @@ def verify_data(cfg: dict, data: RunData) -> Report:
 def verify_run(cfg: dict | None, uid_or_index: Any = -1) -> Report:
     """Verify one run (uid, ``-N`` or scan_id) of the catalog named by ``cfg``."""
     if cfg is None:
-        from adscan.config import load_iconfig
+        from adscan.core.config import load_iconfig
 
         cfg = load_iconfig()
     return verify_data(cfg, read_run(open_run(cfg, uid_or_index)))
@@ -344,7 +345,7 @@ def main_verify(argv: list[str] | None = None) -> int:
                              "(default -1)")
     parser.add_argument("--iconfig", default=None, help="iconfig.yml (default $ADSCAN_ICONFIG)")
     args = parser.parse_args(argv)
-    from adscan.config import load_iconfig
+    from adscan.core.config import load_iconfig
 
     cfg = load_iconfig(args.iconfig)
     try:

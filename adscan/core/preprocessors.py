@@ -11,16 +11,13 @@ from bluesky import preprocessors as bpp
 
 START_STREAM = "label_start_motor"
 
-#: Seconds a plan waits for disconnected motors (an IOC just restarted) before it starts.
-RECONNECT_TIMEOUT = 30.0
-
-
-def wait_connected(devices: Sequence[Any], timeout: float = RECONNECT_TIMEOUT):
+def wait_connected(devices: Sequence[Any], timeout: float):
     """Plan stub: wait (without blocking the RunEngine) until every device is connected.
 
     After an IOC restart Channel Access reconnects by itself, within seconds; a plan queued
     meanwhile waits here instead of failing on its first argument check.  Devices still
-    disconnected after ``timeout`` are left for the plan to report.
+    disconnected after ``timeout`` (``epics.reconnect_timeout``) are left for the plan to
+    report.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -36,7 +33,7 @@ def _connected(device: Any) -> bool:
         return True
 
 
-def motor_start_stream(motors: Sequence[Any]):
+def motor_start_stream(motors: Sequence[Any], reconnect_timeout: float):
     """A preprocessor that reads every motor once, right after each run opens.
 
     The stream (``label_start_motor``) records where all motors were when the run
@@ -50,7 +47,7 @@ def motor_start_stream(motors: Sequence[Any]):
     def preprocessor(plan):
         if not unique:
             return (yield from plan)
-        yield from wait_connected(unique)
+        yield from wait_connected(unique, reconnect_timeout)
 
         def insert(msg):
             if msg.command == "open_run":
@@ -64,7 +61,8 @@ def motor_start_stream(motors: Sequence[Any]):
     return preprocessor
 
 
-def add_profile_streams(RE, motors: Sequence[Any], detectors: Sequence[Any]):
+def add_profile_streams(RE, motors: Sequence[Any], detectors: Sequence[Any], *,
+                        reconnect_timeout: float):
     """The profile's supplemental streams on ``RE``; returns the ``SupplementalData``.
 
     ``baseline``: the motors and each area detector's acquire time and period, read at the
@@ -76,5 +74,5 @@ def add_profile_streams(RE, motors: Sequence[Any], detectors: Sequence[Any]):
     timing = [sig for det in detectors for sig in (det.cam.acquire_time, det.cam.acquire_period)]
     sd = SupplementalData(baseline=[*motors, *timing])
     RE.preprocessors.append(sd)
-    RE.preprocessors.append(motor_start_stream(motors))
+    RE.preprocessors.append(motor_start_stream(motors, reconnect_timeout))
     return sd
