@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="adscan-bench-tiled-"))
     port = free_ca_port()
     use_port(port)
-    from adscan.config import load_iconfig, write_private_iconfig
+    from adscan.core.config import load_iconfig, write_private_iconfig
 
     tag = f"bt{port % 10000}"
     cfg = load_iconfig(write_private_iconfig(root / "config", tag=tag, ca_port=port,
@@ -73,11 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         from bluesky import RunEngine
 
         from adscan import plans as aplans
-        from adscan.catalog import make_catalog_writer
-        from adscan.config import load_devices
-        from adscan.devices import create_devices
+        from adscan.callbacks.catalog_writer import make_catalog_writer
+        from adscan.core import startup
 
-        found = create_devices(cfg, load_devices())
+        startup.init_plans(cfg)
+        found = startup.create_devices(cfg)
         assert not found.missing, found.missing
         cam = found.devices["simdet"].cam
         cam.acquire_time.put(0.0, wait=True)

@@ -78,10 +78,10 @@ def pg_cfg(iconfig, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def devices(iconfig, beamline):
-    from adscan.config import load_devices
-    from adscan.devices import create_devices
+    from adscan.core import startup
 
-    found = create_devices(iconfig, load_devices())
+    startup.init_plans(iconfig)
+    found = startup.create_devices(iconfig)
     assert not found.missing, found.missing
     det = found.devices["simdet"]
     det.cam.acquire_time.put(0.005)
@@ -93,8 +93,8 @@ def make_RE(cfg: dict, found, *, scan_id: int, flush_interval: float | None = No
     """A RunEngine as the profile builds it, with the Tiled writer installed."""
     from bluesky import RunEngine
 
-    from adscan.preprocessors import add_profile_streams
-    from adscan.specfile import make_spec_writer
+    from adscan.callbacks.specfile import make_spec_writer
+    from adscan.core import startup
 
     RE = RunEngine({"scan_id": scan_id})
     docs: dict[str, list] = defaultdict(list)  # start uid -> [(name, doc)]
@@ -109,7 +109,7 @@ def make_RE(cfg: dict, found, *, scan_id: int, flush_interval: float | None = No
     tiled_writer = writer.install(RE, cfg, flush_interval=flush_interval)
     specwriter = make_spec_writer(cfg, RE=RE)
     RE.subscribe(specwriter.receiver)
-    add_profile_streams(RE, found.motors.values(), found.detectors.values())
+    startup.init_streams(cfg, RE, found)
     return RE, tiled_writer, docs, specwriter
 
 
