@@ -364,3 +364,56 @@ def test_tiled_lost_mid_run_goes_to_backup_then_imports(sqlite_cfg, devices):
     assert check_run(reader.open_catalog(sqlite_cfg), uid, docs[uid]) == 6
     (again,) = importer.import_runs(sqlite_cfg, [backup])
     assert again.status == "skipped (already in Tiled)"
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole service on the Tiled backend: `adscan up` starts Tiled, the worker writes into it
+
+
+def test_service_demo_verify_plot_and_import_through_tiled(beamline, tmp_path, capsys):
+    """`adscan demo` into the embedded Tiled server; `adscan verify`/`plot` read through it."""
+    from helpers import private_service
+
+    from adscan import services
+    from adscan.data.plots import plot_run
+    from adscan.data.verify import verify_run
+    from adscan.demo import run_demo
+
+    def use_tiled(raw):
+        raw["catalog"]["backend"] = "tiled"
+
+    with private_service(tmp_path / "svc", edit=use_tiled) as cfg:
+        rows = {i.name: i for i in services.status(cfg, check_ioc=False)}
+        assert rows["tiled"].state == "up" and rows["tiled"].address.startswith(
+            "http://127.0.0.1:")
+        assert run_demo(cfg) == 0
+        out = capsys.readouterr().out
+        assert "adscan demo: all plans completed" in out
+        assert "images: simdet_image shape (20, 3, 1024, 1024)" in out
+        assert out.count("HDF5:   ") == 4
+        cat = reader.open_catalog(cfg)
+        assert len(cat) == 4 and type(cat).__name__ == "CatalogOfBlueskyRuns"
+        for k in (-4, -3, -2, -1):
+            report = verify_run(cfg, k)
+            assert report.ok, report.table()
+        pngs = plot_run(cfg, -1, out=tmp_path / "png")
+        assert pngs and all(p.stat().st_size > 1000 for p in pngs)
+
+        # the old embedded catalog's runs import into Tiled (one msgpack run, made here)
+        from bluesky import RunEngine
+        from bluesky import plans as bp
+        from ophyd import Signal
+
+        from adscan.callbacks.catalog_writer import make_catalog_writer
+
+        old = copy.deepcopy(cfg)
+        old["catalog"]["backend"] = "msgpack"
+        RE = RunEngine({})
+        RE.subscribe(make_catalog_writer(old))
+        (uid,) = RE(bp.count([Signal(name="det", value=1.5)], num=3))
+        results = importer.import_runs(cfg)
+        assert [(r.uid, r.status) for r in results] == [(uid, "imported")]
+        assert reader.open_catalog(cfg)[uid].primary.read()["det"].shape == (3,)
+        down = {i.name: i for i in services.down(cfg)}
+    assert down["tiled"].detail.startswith("stopped")
+    assert server.status(cfg)[-1].state == "down"

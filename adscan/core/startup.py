@@ -53,9 +53,17 @@ def make_writers(cfg: dict, RE, *, console: bool = True) -> Writers:
     from adscan.callbacks.catalog_writer import make_catalog_writer
     from adscan.callbacks.progress import PROGRESS
     from adscan.callbacks.specfile import make_spec_writer
+    from adscan.core.catalog_settings import catalog_cfg, tiled_enabled
 
-    catalog = make_catalog_writer(cfg)
-    RE.subscribe(catalog)
+    if tiled_enabled(cfg):  # the Tiled data service (plans refused while it is down)
+        from adscan.tiled.writer import install
+
+        catalog = install(RE, cfg)
+        if catalog_cfg(cfg).get("mongo_uri"):  # MongoDB too: dual write
+            RE.subscribe(make_catalog_writer(cfg))
+    else:
+        catalog = make_catalog_writer(cfg)
+        RE.subscribe(catalog)
     spec = make_spec_writer(cfg, RE=RE)
     RE.subscribe(spec.receiver)
     RE.subscribe(PROGRESS)

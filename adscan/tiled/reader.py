@@ -36,7 +36,7 @@ def open_catalog(cfg: dict | None = None, *, api_key: str | None = None):
     :class:`~adscan.tiled.server.TiledUnavailable`.
     """
     if cfg is None:
-        from adscan.config import load_iconfig
+        from adscan.core.config import load_iconfig
 
         cfg = load_iconfig()
     s = server.settings(cfg)
@@ -127,3 +127,59 @@ def find_runs(
     if since is not None or until is not None:
         result = result.search(TimeRange(since=since, until=until))
     return result
+
+
+def is_tiled_run(run) -> bool:
+    """True for a run read through a Tiled client (``BlueskyRun`` of bluesky-tiled-plugins)."""
+    return type(run).__module__.startswith("bluesky_tiled_plugins")
+
+
+def read_run_data(run):
+    """A Tiled run as :class:`adscan.data.runs.RunData` (what ``adscan plot``/``verify`` use).
+
+    Scalar columns from the stream's table; the images' location from the run's assets,
+    presented as one ``AD_HDF5``-like resource per HDF5 file and one datum per point
+    (``point_number`` p: frames ``p*fpp .. p*fpp+fpp-1`` of that file), as the writer received
+    them.  (``run.documents()`` needs a serializer plain ``tiled serve catalog`` lacks.)
+    """
+    import numpy as np
+
+    from adscan.data.runs import RunData
+
+    data = RunData(start=dict(run.start), stop=(dict(run.metadata.get("stop") or {}) or None),
+                   descriptor=None)
+    if "primary" not in list(run):
+        return data
+    stream = run.primary
+    descriptors = list(getattr(stream, "descriptors", []) or [])
+    data.descriptor = dict(descriptors[0]) if descriptors else None
+    data_keys = (data.descriptor or {}).get("data_keys", {})
+    scalar = [k for k, dk in data_keys.items() if not dk.get("external")
+              and not dk.get("shape") and dk.get("dtype") in ("number", "integer", "boolean")]
+    if scalar:
+        ds = stream.read(variables=scalar)
+        for key in scalar:
+            data.columns[key] = np.asarray(ds[key].values, dtype=float)
+    points = len(next(iter(data.columns.values()))) if data.columns else 0
+    data.seq_nums = list(range(1, points + 1))
+    for entry in assets(run):
+        if entry["stream"] != "primary" or entry["mimetype"] != "application/x-hdf5":
+            continue
+        key = entry["data_key"]
+        shape = entry["shape"]
+        fpp = int(shape[1]) if len(shape) == 4 else 1
+        ids: list[str] = []
+        if len(entry["paths"]) == 1:
+            path = entry["paths"][0]
+            res_uid = f"tiled:{key}:{path}"
+            data.resources[res_uid] = {
+                "uid": res_uid, "spec": "AD_HDF5", "root": "/",
+                "resource_path": str(path).lstrip("/"),
+                "resource_kwargs": {"frame_per_point": fpp}}
+            for p in range(int(shape[0]) if shape else 0):
+                datum_id = f"{res_uid}/{p}"
+                data.datums[datum_id] = {"datum_id": datum_id, "resource": res_uid,
+                                         "datum_kwargs": {"point_number": p}}
+                ids.append(datum_id)
+        data.datum_ids[key] = ids  # several files per key: not resolved (verify says so)
+    return data
