@@ -87,7 +87,8 @@ def check_position(motor: Any, name: str, value: Any) -> Any:
     low, high = getattr(motor, "limits", (0, 0))
     if low < high and not low <= value <= high:
         raise PlanArgumentError(
-            f"{name}={value} is outside the soft limits of {motor.name} [{low}, {high}]")
+            f"{name}={value} is outside the soft limits of {motor.name} [{low}, {high}]"
+        )
     return value
 
 
@@ -96,16 +97,19 @@ def names(objs: Sequence[Any]) -> list[str]:
 
 
 def check_detectors(detectors: Any) -> list[Any]:
-    if detectors is not None and (isinstance(detectors, str | bytes | dict)
-                                  or not isinstance(detectors, Sequence)):
+    if detectors is not None and (
+        isinstance(detectors, str | bytes | dict) or not isinstance(detectors, Sequence)
+    ):
         raise PlanArgumentError(f"detectors must be a list of detector names, got {detectors!r}")
     dets = [resolve(d, "detector") for d in (detectors or SETTINGS.default_detectors)]
     if not dets:
         raise PlanArgumentError("no detector: give detectors=[...]")
     found = names(dets)
     if len(set(found)) != len(found):
-        raise PlanArgumentError(f"detectors must not repeat a detector, got {len(found)} "
-                                f"entries for {sorted(set(found))}")
+        raise PlanArgumentError(
+            f"detectors must not repeat a detector, got {len(found)} "
+            f"entries for {sorted(set(found))}"
+        )
     return dets
 
 
@@ -129,8 +133,16 @@ class Param:
     motor: str | None = None  # for positions: the argument holding the motor
     label: str | None = None  # the name used in messages (default: the argument's)
 
-    ORDER = {"detectors": 0, "detector": 0, "motor": 1, "count": 2, "bool": 3, "number": 3,
-             "position": 4, "md": 5}
+    ORDER = {
+        "detectors": 0,
+        "detector": 0,
+        "motor": 1,
+        "count": 2,
+        "bool": 3,
+        "number": 3,
+        "position": 4,
+        "md": 5,
+    }
 
     def annotation(self) -> dict[str, Any]:
         """The ``parameter_annotation_decorator`` entry of this argument."""
@@ -140,8 +152,9 @@ class Param:
         elif self.kind == "detector":
             ann.update(annotation="Detectors", devices={"Detectors": list(SETTINGS.detectors)})
         elif self.kind == "detectors":
-            ann.update(annotation="typing.List[Detectors]",
-                       devices={"Detectors": list(SETTINGS.detectors)})
+            ann.update(
+                annotation="typing.List[Detectors]", devices={"Detectors": list(SETTINGS.detectors)}
+            )
         elif self.kind == "count":
             ann.update(annotation="int")
         elif self.kind in ("position", "number"):
@@ -169,8 +182,11 @@ class Param:
         if self.kind == "number":
             lo = -math.inf if self.min is None else self.min
             hi = math.inf if self.max is None else self.max
-            if (isinstance(value, bool) or not isinstance(value, int | float)
-                    or not lo <= value <= hi):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not lo <= value <= hi
+            ):
                 span = f"from {lo:g} to {hi:g}" if hi < math.inf else f">= {lo:g}"
                 raise PlanArgumentError(f"{label} must be a number {span}, got {value!r}")
             return value
@@ -200,8 +216,10 @@ MD = Param(MD_DESCRIPTION, "md")
 
 
 def detectors_param() -> Param:
-    return Param("Area detectors to trigger at each point (default "
-                 f"{list(SETTINGS.default_detectors)}).", "detectors")
+    return Param(
+        f"Area detectors to trigger at each point (default {list(SETTINGS.default_detectors)}).",
+        "detectors",
+    )
 
 
 # --------------------------------------------------------------------------- the decorator
@@ -227,8 +245,13 @@ def command_as_called(plan_name: str, sig: inspect.Signature, bound: dict[str, A
     return f"{plan_name}({', '.join(words)})"
 
 
-def adscan_plan(description: str, *, frames_wrapper: bool = True,
-                checks: Sequence[Callable[[dict[str, Any]], None]] = (), **params: Param):
+def adscan_plan(
+    description: str,
+    *,
+    frames_wrapper: bool = True,
+    checks: Sequence[Callable[[dict[str, Any]], None]] = (),
+    **params: Param,
+):
     """Declare an adscan plan: ``params`` are its arguments' specs (see module docstring).
 
     The function receives checked, resolved arguments and returns the stock plan; its start
@@ -242,10 +265,13 @@ def adscan_plan(description: str, *, frames_wrapper: bool = True,
         sig = inspect.signature(func)
         missing = set(sig.parameters) ^ set(params)
         if missing:
-            raise TypeError(f"{func.__name__}: parameters without a spec (or specs without "
-                            f"a parameter): {sorted(missing)}")
-        order = sorted(params, key=lambda n: (Param.ORDER[params[n].kind],
-                                              list(sig.parameters).index(n)))
+            raise TypeError(
+                f"{func.__name__}: parameters without a spec (or specs without "
+                f"a parameter): {sorted(missing)}"
+            )
+        order = sorted(
+            params, key=lambda n: (Param.ORDER[params[n].kind], list(sig.parameters).index(n))
+        )
 
         @functools.wraps(func)
         def plan(*args, **kwargs):
@@ -289,14 +315,21 @@ def _annotate(plan: Callable) -> None:
     if "detector" in params:
         defaults["detector"] = (SETTINGS.default_detectors or ("simdet",))[0]
     sig = plan.__signature__
-    plan.__signature__ = sig.replace(parameters=[
-        p.replace(default=defaults[name])
-        if name in defaults and p.default is not inspect.Parameter.empty else p
-        for name, p in sig.parameters.items()])
-    specs = {name: (detectors_param() if p.kind == "detectors" else p)
-             for name, p in params.items()}
-    annotation = {"description": description,
-                  "parameters": {name: p.annotation() for name, p in specs.items()}}
+    plan.__signature__ = sig.replace(
+        parameters=[
+            p.replace(default=defaults[name])
+            if name in defaults and p.default is not inspect.Parameter.empty
+            else p
+            for name, p in sig.parameters.items()
+        ]
+    )
+    specs = {
+        name: (detectors_param() if p.kind == "detectors" else p) for name, p in params.items()
+    }
+    annotation = {
+        "description": description,
+        "parameters": {name: p.annotation() for name, p in specs.items()},
+    }
     parameter_annotation_decorator(annotation)(plan)  # validates the annotation
     plan._custom_parameter_annotation_ = annotation
 
@@ -304,10 +337,13 @@ def _annotate(plan: Callable) -> None:
 def configure_plans(cfg: dict, devices_cfg: dict) -> PlanSettings:
     """Give every plan the configured device names and default frames per point."""
     global SETTINGS
-    SETTINGS = replace(SETTINGS, motors=list(devices_cfg.get("motors") or {}),
-                       detectors=list(devices_cfg.get("detectors") or {}),
-                       default_frames=int(cfg["detector"]["frames_per_point"]),
-                       reconnect_timeout=float(cfg["epics"]["reconnect_timeout"]))
+    SETTINGS = replace(
+        SETTINGS,
+        motors=list(devices_cfg.get("motors") or {}),
+        detectors=list(devices_cfg.get("detectors") or {}),
+        default_frames=int(cfg["detector"]["frames_per_point"]),
+        reconnect_timeout=float(cfg["epics"]["reconnect_timeout"]),
+    )
     for plan in PLANS.values():
         _annotate(plan)
     return SETTINGS

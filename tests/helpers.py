@@ -24,8 +24,11 @@ from adscan.ports import free_ports
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
 
-CA_PORTS = ([int(p) for p in os.environ["ADSCAN_TEST_CA_PORTS"].split(",")]
-            if os.environ.get("ADSCAN_TEST_CA_PORTS") else free_ports(4, udp=True))
+CA_PORTS = (
+    [int(p) for p in os.environ["ADSCAN_TEST_CA_PORTS"].split(",")]
+    if os.environ.get("ADSCAN_TEST_CA_PORTS")
+    else free_ports(4, udp=True)
+)
 TAG = f"t{os.getpid() % 100000}"
 SESSION_DIR = Path(tempfile.mkdtemp(prefix=f"adscan-test-{TAG}-"))
 QSERVER = str(Path(sys.executable).with_name("qserver"))
@@ -34,8 +37,9 @@ QSERVER = str(Path(sys.executable).with_name("qserver"))
 # --------------------------------------------------------------------------- configuration
 
 
-def write_iconfig(directory: Path, *, tag: str = TAG, ca_port: int | None = None,
-                  simulate: bool = True, edit=None) -> Path:
+def write_iconfig(
+    directory: Path, *, tag: str = TAG, ca_port: int | None = None, simulate: bool = True, edit=None
+) -> Path:
     """A private copy of startup/iconfig.yml for tests: fast motors, 2 ms exposures.
 
     ``edit(raw_iconfig_dict)`` may change it before it is written back.
@@ -43,9 +47,14 @@ def write_iconfig(directory: Path, *, tag: str = TAG, ca_port: int | None = None
     from adscan.core.config import write_private_iconfig
 
     path = write_private_iconfig(
-        directory, tag=tag, ca_port=CA_PORTS[0] if ca_port is None else ca_port,
-        simulate=simulate, epics={"connection_timeout": 5}, ioc={"motor_velocity": 20.0},
-        detector={"acquire_time": 0.002, "acquire_period": 0.002})
+        directory,
+        tag=tag,
+        ca_port=CA_PORTS[0] if ca_port is None else ca_port,
+        simulate=simulate,
+        epics={"connection_timeout": 5},
+        ioc={"motor_velocity": 20.0},
+        detector={"acquire_time": 0.002, "acquire_period": 0.002},
+    )
     if edit is not None:
         raw = yaml.safe_load(path.read_text())
         edit(raw)
@@ -62,25 +71,41 @@ def make_stack_config(name: str, ca_port: int, **epics) -> dict:
         raw["ioc"]["motor_velocity"] = 50.0
         raw["epics"].update(epics)
 
-    path = write_iconfig(SESSION_DIR / name, tag=f"{TAG}{name[:2]}", ca_port=ca_port,
-                         edit=small_and_fast)
+    path = write_iconfig(
+        SESSION_DIR / name, tag=f"{TAG}{name[:2]}", ca_port=ca_port, edit=small_and_fast
+    )
     return load_iconfig(path)
 
 
 # --------------------------------------------------------------------------- processes
 
 
-def start_ioc(*, port: int, motors_prefix: str, ad_prefix: str, data_dir: Path,
-              rows: int | None = None, cols: int | None = None, velocity: float = 20.0,
-              timeout: float = 90.0) -> subprocess.Popen:
+def start_ioc(
+    *,
+    port: int,
+    motors_prefix: str,
+    ad_prefix: str,
+    data_dir: Path,
+    rows: int | None = None,
+    cols: int | None = None,
+    velocity: float = 20.0,
+    timeout: float = 90.0,
+) -> subprocess.Popen:
     """Start ``python -m adscan.iocs`` (the one launcher) and return once it printed READY;
     options left None keep the configured defaults (startup/iconfig.yml)."""
     from adscan.services import ioc_argv, ioc_env
     from adscan.services import start_ioc as launch
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = ioc_argv(port=port, motors_prefix=motors_prefix, ad_prefix=ad_prefix,
-                    data_dir=data_dir, rows=rows, cols=cols, velocity=velocity)
+    argv = ioc_argv(
+        port=port,
+        motors_prefix=motors_prefix,
+        ad_prefix=ad_prefix,
+        data_dir=data_dir,
+        rows=rows,
+        cols=cols,
+        velocity=velocity,
+    )
     return launch(argv, data_dir / f"ioc-{port}.log", env=ioc_env(port), timeout=timeout).proc
 
 
@@ -126,13 +151,18 @@ def kill(pid: int, sig=signal.SIGKILL) -> None:
 # --------------------------------------------------------------------------- clients
 
 
-def qserver(cfg: dict, *words: str, check: bool = True,
-            timeout: float = 60) -> subprocess.CompletedProcess:
+def qserver(
+    cfg: dict, *words: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Run the real ``qserver`` CLI against the RE Manager of ``cfg``."""
-    env = dict(os.environ, QSERVER_ZMQ_CONTROL_ADDRESS=cfg["queueserver"]["zmq_control_addr"],
-               QSERVER_ZMQ_INFO_ADDRESS=cfg["queueserver"]["zmq_info_addr"])
-    proc = subprocess.run([QSERVER, *words], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    env = dict(
+        os.environ,
+        QSERVER_ZMQ_CONTROL_ADDRESS=cfg["queueserver"]["zmq_control_addr"],
+        QSERVER_ZMQ_INFO_ADDRESS=cfg["queueserver"]["zmq_info_addr"],
+    )
+    proc = subprocess.run(
+        [QSERVER, *words], capture_output=True, text=True, env=env, timeout=timeout
+    )
     if check:
         assert proc.returncode == 0, f"qserver {' '.join(words)}: {proc.stdout}\n{proc.stderr}"
     return proc
@@ -152,8 +182,13 @@ def wait_for(predicate, timeout: float, period: float = 0.1, what: str = ""):
 
 def wait_idle(api, n_history: int, timeout: float = 60.0) -> list[dict]:
     """Wait for an idle manager with ``n_history`` history items; return the history."""
-    wait_for(lambda: (s := api.status())["manager_state"] == "idle"
-             and s["items_in_history"] >= n_history, timeout, what=f"{n_history} in history")
+    wait_for(
+        lambda: (
+            (s := api.status())["manager_state"] == "idle" and s["items_in_history"] >= n_history
+        ),
+        timeout,
+        what=f"{n_history} in history",
+    )
     return api.history_get()["items"]
 
 
@@ -177,8 +212,11 @@ def spec_scan_block(cfg: dict, uid: str) -> str:
 
 
 def spec_rows(block: str) -> list[list[float]]:
-    return [[float(x) for x in line.split()] for line in block.splitlines()
-            if line and not line.startswith("#")]
+    return [
+        [float(x) for x in line.split()]
+        for line in block.splitlines()
+        if line and not line.startswith("#")
+    ]
 
 
 def catalog_run(cfg: dict, uid: str):

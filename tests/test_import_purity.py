@@ -80,16 +80,27 @@ MODULES = adscan_modules()
 
 
 def test_every_package_is_covered():
-    for expected in ("adscan.services.ioc", "adscan.callbacks.specfile", "adscan.data.plots",
-                     "adscan.core.startup", "adscan.plans.scans", "adscan.devices.area_detector",
-                     "adscan.iocs.server"):
+    for expected in (
+        "adscan.services.ioc",
+        "adscan.callbacks.specfile",
+        "adscan.data.plots",
+        "adscan.core.startup",
+        "adscan.plans.scans",
+        "adscan.devices.area_detector",
+        "adscan.iocs.server",
+    ):
         assert expected in MODULES
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_import_does_no_work(module, tmp_path):
-    out = subprocess.run([sys.executable, "-c", WATCH, module, str(REPO)], capture_output=True,
-                         text=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", WATCH, module, str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     line = next(x for x in out.stdout.splitlines() if x.startswith("SEEN "))
     seen = json.loads(line[5:])
@@ -99,7 +110,12 @@ def test_import_does_no_work(module, tmp_path):
 
 @pytest.mark.parametrize("bare", ["devices", "plans", "iocs"])
 def test_mapped_packages_refuse_bare_names(bare):
-    out = subprocess.run([sys.executable, "-c", f"import {bare}"], capture_output=True,
-                         text=True, timeout=60, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", f"import {bare}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert out.returncode != 0
     assert "ImportError" in out.stderr and f"adscan.{bare}" in out.stderr, out.stderr[-2000:]

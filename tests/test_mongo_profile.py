@@ -45,19 +45,14 @@ def make_profile_RE(cfg: dict, found):
     """RE with the writers and preprocessors of adscan.instrument (same functions)."""
     from bluesky import RunEngine
 
-    from adscan.callbacks.catalog_writer import make_catalog_writer
-    from adscan.callbacks.specfile import make_spec_writer
-    from adscan.core.preprocessors import add_profile_streams
+    from adscan.core import startup
 
     RE = RunEngine({}, context_managers=[])
     RE.md["instrument_name"] = cfg["instrument"]["name"]
-    writer = make_catalog_writer(cfg)
-    RE.subscribe(writer)
-    specwriter = make_spec_writer(cfg, RE=RE)
-    RE.subscribe(specwriter.receiver)
-    add_profile_streams(RE, found.motors.values(), found.detectors.values(),
-                        reconnect_timeout=cfg["epics"]["reconnect_timeout"])
-    return RE, writer, specwriter
+    writers = startup.make_writers(cfg, RE, console=False)
+    startup.init_plans(cfg)
+    startup.init_streams(cfg, RE, found)
+    return RE, writers.catalog, writers.spec
 
 
 def mongo_cfg(iconfig: dict, tmp_path, uri: str) -> dict:

@@ -15,11 +15,26 @@ ADSCAN_COMMAND = "adscan_command"  # the call as made, e.g. "adscan_scan(m1, -1,
 FRAMES_PER_POINT = "frames_per_point"  # images taken at each point
 
 #: Start-document keys the RunEngine or the plans set themselves; user ``md`` may not set them.
-RESERVED_MD = frozenset({
-    "uid", "time", "scan_id", "plan_name", "plan_type", "plan_args", "plan_pattern",
-    "plan_pattern_args", "plan_pattern_module", "detectors", "motors", "num_points",
-    "num_intervals", FRAMES_PER_POINT, ADSCAN_PLAN, ADSCAN_COMMAND,
-})
+RESERVED_MD = frozenset(
+    {
+        "uid",
+        "time",
+        "scan_id",
+        "plan_name",
+        "plan_type",
+        "plan_args",
+        "plan_pattern",
+        "plan_pattern_args",
+        "plan_pattern_module",
+        "detectors",
+        "motors",
+        "num_points",
+        "num_intervals",
+        FRAMES_PER_POINT,
+        ADSCAN_PLAN,
+        ADSCAN_COMMAND,
+    }
+)
 
 #: Prefix of every console line of the progress reporter.
 PROGRESS_PREFIX = "[adscan]"
@@ -30,14 +45,21 @@ def plan_of(start: dict) -> str | None:
     return start.get(ADSCAN_PLAN) or start.get("plan_name")
 
 
-def progress_point_line(scan_id, plan, done: int, total: int | None,
-                        elapsed: float = 0.0, remaining: float | None = None) -> str:
+def progress_point_line(
+    scan_id,
+    plan,
+    done: int,
+    total: int | None,
+    elapsed: float = 0.0,
+    remaining: float | None = None,
+) -> str:
     """The line printed at each point, e.g.
     ``scan 12 adscan_grid_scan: point 7/20 (35%), 3.1 s elapsed, ~5.8 s left``."""
     line = f"scan {scan_id} {plan}: point {done}/{total or '?'}"
     if total:
-        line += (f" ({100 * done // total}%), {elapsed:.1f} s elapsed, "
-                 f"~{(remaining or 0.0):.1f} s left")
+        line += (
+            f" ({100 * done // total}%), {elapsed:.1f} s elapsed, ~{(remaining or 0.0):.1f} s left"
+        )
     return line
 
 

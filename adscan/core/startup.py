@@ -96,8 +96,12 @@ def init_streams(cfg: dict, RE, found) -> Any:
     """Baseline (motors, detector timing) and the motor positions at each run's start."""
     from adscan.core.preprocessors import add_profile_streams
 
-    return add_profile_streams(RE, found.motors.values(), found.detectors.values(),
-                               reconnect_timeout=float(cfg["epics"]["reconnect_timeout"]))
+    return add_profile_streams(
+        RE,
+        found.motors.values(),
+        found.detectors.values(),
+        reconnect_timeout=float(cfg["epics"]["reconnect_timeout"]),
+    )
 
 
 def init_interactive(RE) -> Any:
@@ -116,5 +120,8 @@ def stock_plans() -> dict[str, Any]:
 
     import bluesky.plans
 
-    return {name: obj for name, obj in vars(bluesky.plans).items()
-            if not name.startswith("_") and inspect.isgeneratorfunction(obj)}
+    return {
+        name: obj
+        for name, obj in vars(bluesky.plans).items()
+        if not name.startswith("_") and inspect.isgeneratorfunction(obj)
+    }

@@ -28,8 +28,12 @@ def test_annotation_and_defaults_come_from_the_configuration(fakes, cfg):
     ann = adscan_scan._custom_parameter_annotation_["parameters"]
     assert ann["motor"]["devices"] == {"Motors": ["m1", "m2"]}
     assert ann["detectors"]["devices"] == {"Detectors": ["simdet"]}
-    assert ann["num"] == {"description": "Number of points (1 to 100000).", "annotation": "int",
-                          "min": 1, "max": 100_000}
+    assert ann["num"] == {
+        "description": "Number of points (1 to 100000).",
+        "annotation": "int",
+        "min": 1,
+        "max": 100_000,
+    }
     sig = inspect.signature(adscan_scan)
     assert sig.parameters["frames"].default == cfg["detector"]["frames_per_point"]
     assert sig.parameters["detectors"].default == ("simdet",)
@@ -55,28 +59,32 @@ def test_count_grid_and_scan2_run(fakes, RE):
     count, scan2, grid = starts(RE)
     assert count["sample"] == "Si" and count["num_points"] == 2
     assert count["adscan_command"] == (
-        "adscan_count(detectors=['simdet'], num=2, frames=1, delay=0.0)")
+        "adscan_count(detectors=['simdet'], num=2, frames=1, delay=0.0)"
+    )
     assert list(scan2["motors"]) == ["m1", "m2"] and scan2["frames_per_point"] == 3  # the default
     assert list(grid["shape"]) == [2, 3] and list(grid["snaking"]) == [False, True]
     assert len(events(RE)) == 2 + 2 + 6
 
 
-@pytest.mark.parametrize("plan, words", [
-    (lambda: adscan_scan("m9", 0, 1, 3), "unknown motor 'm9'"),
-    (lambda: adscan_scan("m1", 0, 1, 0), "num must be between 1 and 100000"),
-    (lambda: adscan_scan("m1", 0, 1, True), "num must be an integer"),
-    (lambda: adscan_scan("m1", 0, 11, 3), "outside the soft limits of m1"),
-    (lambda: adscan_scan("m1", float("nan"), 1, 3), "start/stop must be a finite number"),
-    (lambda: adscan_scan("m1", 0, 1, 3, frames=1001), "frames must be between 1 and 1000"),
-    (lambda: adscan_scan2("m1", 0, 1, "m1", 0, 1, 3), "must differ"),
-    (lambda: adscan_grid_scan("m1", 0, 1, 1000, "m2", 0, 1, 1000), "exceeds"),
-    (lambda: adscan_grid_scan("m1", 0, 1, 2, "m2", 0, 1, 2, snake=1), "snake must be True"),
-    (lambda: adscan_count(detectors="simdet"), "detectors must be a list"),
-    (lambda: adscan_count(detectors=["simdet", "simdet"]), "must not repeat"),
-    (lambda: adscan_count(delay=-1), "delay must be a number from 0"),
-    (lambda: adscan_count(md={"scan_id": 3}), "reserved"),
-    (lambda: adscan_count(md={"a.b": 1}), "not allowed"),
-])
+@pytest.mark.parametrize(
+    "plan, words",
+    [
+        (lambda: adscan_scan("m9", 0, 1, 3), "unknown motor 'm9'"),
+        (lambda: adscan_scan("m1", 0, 1, 0), "num must be between 1 and 100000"),
+        (lambda: adscan_scan("m1", 0, 1, True), "num must be an integer"),
+        (lambda: adscan_scan("m1", 0, 11, 3), "outside the soft limits of m1"),
+        (lambda: adscan_scan("m1", float("nan"), 1, 3), "start/stop must be a finite number"),
+        (lambda: adscan_scan("m1", 0, 1, 3, frames=1001), "frames must be between 1 and 1000"),
+        (lambda: adscan_scan2("m1", 0, 1, "m1", 0, 1, 3), "must differ"),
+        (lambda: adscan_grid_scan("m1", 0, 1, 1000, "m2", 0, 1, 1000), "exceeds"),
+        (lambda: adscan_grid_scan("m1", 0, 1, 2, "m2", 0, 1, 2, snake=1), "snake must be True"),
+        (lambda: adscan_count(detectors="simdet"), "detectors must be a list"),
+        (lambda: adscan_count(detectors=["simdet", "simdet"]), "must not repeat"),
+        (lambda: adscan_count(delay=-1), "delay must be a number from 0"),
+        (lambda: adscan_count(md={"scan_id": 3}), "reserved"),
+        (lambda: adscan_count(md={"a.b": 1}), "not allowed"),
+    ],
+)
 def test_bad_arguments_are_refused_before_anything_moves(fakes, RE, plan, words):
     with pytest.raises(PlanArgumentError, match=words.replace("(", r"\(").replace(")", r"\)")):
         RE(plan())
