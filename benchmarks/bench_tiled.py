@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     from adscan.core.config import load_iconfig, write_private_iconfig
 
     tag = f"bt{port % 10000}"
-    cfg = load_iconfig(write_private_iconfig(root / "config", tag=tag, ca_port=port,
-                                             data_dir=root / "data"))
+    cfg = load_iconfig(
+        write_private_iconfig(root / "config", tag=tag, ca_port=port, data_dir=root / "data")
+    )
     from adscan.ports import free_port
 
     cfg["tiled"] = {"port": free_port(), "directory": str(root / "data" / "tiled")}
@@ -123,22 +124,29 @@ def main(argv: list[str] | None = None) -> int:
         ioc.terminate()
         ioc.wait(15)
     full_s, h5_s = statistics.median(t_full), statistics.median(t_h5)
-    report("tiled", [
-        ("run", f"adscan_count {points} points x {frames} frames, {mb:.0f} MB of images", ""),
-        ("Tiled server start (spawn to /healthz + container)", t_start, "s"),
-        ("run taken in (both writers subscribed)", t_run, "s"),
-        ("writer cost per point: Tiled (TiledWriter, 1 s flush)", per_point_tiled, "ms"),
-        ("writer cost per point: msgpack (suitcase-msgpack)", per_point_msgpack, "ms"),
-        (f"scalar table + one image slice via Tiled (median of {args.repeat})",
-         statistics.median(t_scalar), "s"),
-        (f"full 4-D simdet_image via Tiled (median of {args.repeat})", full_s, "s"),
-        (f"the same frames with h5py alone (median of {args.repeat})", h5_s, "s"),
-        ("  Tiled speed / h5py speed", h5_s / full_s, "ratio"),
-        ("Tiled server RSS idle after start", rss_idle, "MiB"),
-        ("Tiled server RSS after the run was written", rss_written, "MiB"),
-        ("Tiled server RSS after the reads", rss_read, "MiB"),
-        ("Tiled returns the HDF5 file's pixels", str(same), ""),
-    ], {"points": points, "frames": frames, "repeat": args.repeat})
+    report(
+        "tiled",
+        [
+            ("run", f"adscan_count {points} points x {frames} frames, {mb:.0f} MB of images", ""),
+            ("Tiled server start (spawn to /healthz + container)", t_start, "s"),
+            ("run taken in (both writers subscribed)", t_run, "s"),
+            ("writer cost per point: Tiled (TiledWriter, 1 s flush)", per_point_tiled, "ms"),
+            ("writer cost per point: msgpack (suitcase-msgpack)", per_point_msgpack, "ms"),
+            (
+                f"scalar table + one image slice via Tiled (median of {args.repeat})",
+                statistics.median(t_scalar),
+                "s",
+            ),
+            (f"full 4-D simdet_image via Tiled (median of {args.repeat})", full_s, "s"),
+            (f"the same frames with h5py alone (median of {args.repeat})", h5_s, "s"),
+            ("  Tiled speed / h5py speed", h5_s / full_s, "ratio"),
+            ("Tiled server RSS idle after start", rss_idle, "MiB"),
+            ("Tiled server RSS after the run was written", rss_written, "MiB"),
+            ("Tiled server RSS after the reads", rss_read, "MiB"),
+            ("Tiled returns the HDF5 file's pixels", str(same), ""),
+        ],
+        {"points": points, "frames": frames, "repeat": args.repeat},
+    )
     return 0 if same else 1
 
 

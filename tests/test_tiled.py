@@ -65,8 +65,13 @@ def pg_cfg(iconfig, tmp_path_factory):
     # Under root the cluster belongs to user postgres, who must reach its directory.
     base = Path(tempfile.mkdtemp(prefix="adscan-pg-"))
     os.chmod(base, 0o711)
-    cfg = tiled_cfg(iconfig, tmp_path_factory.mktemp("tiled-pg"), database="postgresql",
-                    postgres_port=free_port(), postgres_dir=str(base / "cluster"))
+    cfg = tiled_cfg(
+        iconfig,
+        tmp_path_factory.mktemp("tiled-pg"),
+        database="postgresql",
+        postgres_port=free_port(),
+        postgres_dir=str(base / "cluster"),
+    )
     infos = server.ensure(cfg)
     assert [i.name for i in infos] == ["postgres", "tiled"]
     try:
@@ -123,8 +128,9 @@ def runs(sqlite_cfg, devices):
         "adscan_count": RE(ap.adscan_count(num=3, frames=FRAMES))[0],
         "adscan_scan": RE(ap.adscan_scan("m1", -1, 1, 4, frames=FRAMES))[0],
         "adscan_scan2": RE(ap.adscan_scan2("m1", -1, 1, "m2", 4, 1.5, 3, frames=FRAMES))[0],
-        "adscan_grid_scan": RE(ap.adscan_grid_scan("m1", -1, 1, 3, "m2", -0.5, 0.5, 2,
-                                                   snake=True, frames=FRAMES))[0],
+        "adscan_grid_scan": RE(
+            ap.adscan_grid_scan("m1", -1, 1, 3, "m2", -0.5, 0.5, 2, snake=True, frames=FRAMES)
+        )[0],
     }
     assert specwriter.errors == 0
     assert tiled_writer.notes == []
@@ -151,10 +157,13 @@ def check_run(cat, uid: str, documents: list[tuple[str, dict]]) -> int:
     ds = run.primary.read()
     shape = ds[IMAGE].shape
     assert shape[:2] == (points, FRAMES) and len(shape) == 4, shape
-    for key in ("simdet_stats1_total", "simdet_stats1_max_value", "simdet_stats1_unique_id",
-                *[k for m in start.get("motors", []) for k in (m, f"{m}_user_setpoint")]):
-        np.testing.assert_array_equal(ds[key].values, [e["data"][key] for e in events],
-                                      err_msg=key)
+    for key in (
+        "simdet_stats1_total",
+        "simdet_stats1_max_value",
+        "simdet_stats1_unique_id",
+        *[k for m in start.get("motors", []) for k in (m, f"{m}_user_setpoint")],
+    ):
+        np.testing.assert_array_equal(ds[key].values, [e["data"][key] for e in events], err_msg=key)
 
     # the HDF5 file from the run's assets = root + resource_path of the resource document
     (resource,) = resources.values()
@@ -170,12 +179,14 @@ def check_run(cat, uid: str, documents: list[tuple[str, dict]]) -> int:
         for p, event in enumerate(events):
             datum = datums[event["data"][IMAGE]]
             n = datum["datum_kwargs"]["point_number"]
-            np.testing.assert_array_equal(images[p], dset[n * FRAMES:(n + 1) * FRAMES],
-                                          err_msg=f"run {uid} point {p}")
+            np.testing.assert_array_equal(
+                images[p], dset[n * FRAMES : (n + 1) * FRAMES], err_msg=f"run {uid} point {p}"
+            )
         # a slice made by the server
         node = run.primary[IMAGE]
-        np.testing.assert_array_equal(node[points - 1, FRAMES - 1, 10:20, 30:45],
-                                      dset[points * FRAMES - 1, 10:20, 30:45])
+        np.testing.assert_array_equal(
+            node[points - 1, FRAMES - 1, 10:20, 30:45], dset[points * FRAMES - 1, 10:20, 30:45]
+        )
     return points
 
 
@@ -206,8 +217,9 @@ def test_search_by_plan_scan_id_and_time(sqlite_cfg, runs):
         assert [run.start["uid"] for run in found.values()] == [uid], plan
     grid_docs = runs["adscan_grid_scan"][1]
     grid_start = grid_docs[0][1]
-    assert list(reader.find_runs(cat, scan_id=grid_start["scan_id"])) == [uid_of[
-        "adscan_grid_scan"]]
+    assert list(reader.find_runs(cat, scan_id=grid_start["scan_id"])) == [
+        uid_of["adscan_grid_scan"]
+    ]
     t_count = runs["adscan_count"][1][0][1]["time"]
     assert len(reader.find_runs(cat, since=t_count - 0.001)) == 4
     assert len(reader.find_runs(cat, since=t_count - 0.001, until=t_count + 0.001)) == 1
@@ -248,8 +260,11 @@ def test_api_key_file_is_private_and_a_wrong_key_is_a_clear_error(sqlite_cfg, de
     assert s.api_key_file.stat().st_mode & 0o777 == 0o600
     key = s.api_key_file.read_text().strip()
     assert key not in Path(s.log).read_text()  # not logged ...
-    assert all(key not in " ".join(p.cmdline()) for p in __import__("psutil").process_iter()
-               if p.pid == server.server_pid(s))  # ... nor on the command line
+    assert all(
+        key not in " ".join(p.cmdline())
+        for p in __import__("psutil").process_iter()
+        if p.pid == server.server_pid(s)
+    )  # ... nor on the command line
     with pytest.raises(server.TiledAuthError, match=r"refused the key given \(401"):
         reader.open_catalog(sqlite_cfg, api_key="0" * 64)
 
@@ -278,8 +293,9 @@ def test_tiled_down_at_plan_start_refuses_the_plan(sqlite_cfg, devices, iconfig)
     files_before = set(images.glob("*.h5"))
     m1_before = devices.devices["m1"].position
     url = f"http://127.0.0.1:{down['tiled']['port']}"
-    with pytest.raises(server.TiledUnavailable,
-                       match=f"Tiled data service does not answer at {url}"):
+    with pytest.raises(
+        server.TiledUnavailable, match=f"Tiled data service does not answer at {url}"
+    ):
         RE(ap.adscan_scan("m1", 0.5, 0.9, 2, frames=1))
     assert docs == {}  # no run was opened
     assert set(images.glob("*.h5")) == files_before  # nothing staged
@@ -305,8 +321,11 @@ def test_run_readable_while_it_grows(sqlite_cfg, devices):
                         break
                 assert time.monotonic() < deadline, "run not readable while it grows"
                 time.sleep(0.2)
-            seen["primary"] = (ds[IMAGE].shape, ds["simdet_stats1_total"].values.tolist(),
-                               run.metadata.get("stop"))
+            seen["primary"] = (
+                ds[IMAGE].shape,
+                ds["simdet_stats1_total"].values.tolist(),
+                run.metadata.get("stop"),
+            )
 
     doc_uid = {}
     RE.subscribe(lambda name, doc: doc_uid.update(uid=doc["uid"]), "start")
@@ -325,8 +344,7 @@ def test_tiled_lost_mid_run_goes_to_backup_then_imports(sqlite_cfg, devices):
 
     from adscan import plans as ap
 
-    RE, tiled_writer, docs, specwriter = make_RE(sqlite_cfg, devices, scan_id=600,
-                                                 flush_interval=0)
+    RE, tiled_writer, docs, specwriter = make_RE(sqlite_cfg, devices, scan_id=600, flush_interval=0)
     killed = {}
 
     def kill_after_two_points(name, doc):
@@ -384,8 +402,7 @@ def test_service_demo_verify_plot_and_import_through_tiled(beamline, tmp_path, c
 
     with private_service(tmp_path / "svc", edit=use_tiled) as cfg:
         rows = {i.name: i for i in services.status(cfg, check_ioc=False)}
-        assert rows["tiled"].state == "up" and rows["tiled"].address.startswith(
-            "http://127.0.0.1:")
+        assert rows["tiled"].state == "up" and rows["tiled"].address.startswith("http://127.0.0.1:")
         assert run_demo(cfg) == 0
         out = capsys.readouterr().out
         assert "adscan demo: all plans completed" in out

@@ -61,8 +61,12 @@ class PostgresSettings:
 
     def env(self) -> dict[str, str]:
         """Environment for clients (libpq, asyncpg, adbc): role, password, loopback TCP."""
-        return {"PGUSER": self.user, "PGPASSWORD": password(self), "PGHOST": "127.0.0.1",
-                "PGPORT": str(self.port)}
+        return {
+            "PGUSER": self.user,
+            "PGPASSWORD": password(self),
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(self.port),
+        }
 
 
 def pg_bin(name: str) -> str:

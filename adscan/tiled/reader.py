@@ -146,16 +146,22 @@ def read_run_data(run):
 
     from adscan.data.runs import RunData
 
-    data = RunData(start=dict(run.start), stop=(dict(run.metadata.get("stop") or {}) or None),
-                   descriptor=None)
+    data = RunData(
+        start=dict(run.start), stop=(dict(run.metadata.get("stop") or {}) or None), descriptor=None
+    )
     if "primary" not in list(run):
         return data
     stream = run.primary
     descriptors = list(getattr(stream, "descriptors", []) or [])
     data.descriptor = dict(descriptors[0]) if descriptors else None
     data_keys = (data.descriptor or {}).get("data_keys", {})
-    scalar = [k for k, dk in data_keys.items() if not dk.get("external")
-              and not dk.get("shape") and dk.get("dtype") in ("number", "integer", "boolean")]
+    scalar = [
+        k
+        for k, dk in data_keys.items()
+        if not dk.get("external")
+        and not dk.get("shape")
+        and dk.get("dtype") in ("number", "integer", "boolean")
+    ]
     if scalar:
         ds = stream.read(variables=scalar)
         for key in scalar:
@@ -173,13 +179,19 @@ def read_run_data(run):
             path = entry["paths"][0]
             res_uid = f"tiled:{key}:{path}"
             data.resources[res_uid] = {
-                "uid": res_uid, "spec": "AD_HDF5", "root": "/",
+                "uid": res_uid,
+                "spec": "AD_HDF5",
+                "root": "/",
                 "resource_path": str(path).lstrip("/"),
-                "resource_kwargs": {"frame_per_point": fpp}}
+                "resource_kwargs": {"frame_per_point": fpp},
+            }
             for p in range(int(shape[0]) if shape else 0):
                 datum_id = f"{res_uid}/{p}"
-                data.datums[datum_id] = {"datum_id": datum_id, "resource": res_uid,
-                                         "datum_kwargs": {"point_number": p}}
+                data.datums[datum_id] = {
+                    "datum_id": datum_id,
+                    "resource": res_uid,
+                    "datum_kwargs": {"point_number": p},
+                }
                 ids.append(datum_id)
         data.datum_ids[key] = ids  # several files per key: not resolved (verify says so)
     return data
