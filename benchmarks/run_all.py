@@ -31,6 +31,7 @@ BENCHES = {
     "queue": "bench_queue.py",
     "readback": "bench_readback.py",
     "simulator": "bench_simulator.py",
+    "tiled": "bench_tiled.py",
 }
 DEFAULT = ["scans", "datapath", "queue", "readback"]
 NOISE = ("CA.Client.Exception", "Warning: \"Virtual circuit", "Context: \"", "Source File:",
