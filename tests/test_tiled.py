@@ -25,6 +25,7 @@ from pathlib import Path
 
 import h5py
 import hdf5plugin  # noqa: F401 - LZ4
+import httpx
 import numpy as np
 import pytest
 
@@ -313,13 +314,17 @@ def test_run_readable_while_it_grows(sqlite_cfg, devices):
         """At the 3rd point (the RunEngine waits here), read the run until it has 3 points."""
         if name == "event" and doc["seq_num"] == 3 and "primary" not in seen:
             deadline = time.monotonic() + 20  # the writer thread sends at most 1 s behind
+            last_error = None
             while True:
-                run = cat[doc_uid["uid"]]
-                if "primary" in run:
-                    ds = run.primary.read()
-                    if IMAGE in ds and ds[IMAGE].shape[0] == 3:
-                        break
-                assert time.monotonic() < deadline, "run not readable while it grows"
+                try:  # the server may meet the HDF5 file mid-write: a 500 there is retried
+                    run = cat[doc_uid["uid"]]
+                    if "primary" in run:
+                        ds = run.primary.read()
+                        if IMAGE in ds and ds[IMAGE].shape[0] == 3:
+                            break
+                except httpx.HTTPStatusError as exc:
+                    last_error = exc
+                assert time.monotonic() < deadline, f"not readable while it grows: {last_error}"
                 time.sleep(0.2)
             seen["primary"] = (
                 ds[IMAGE].shape,
