@@ -1,6 +1,6 @@
 """The ``adscan`` command: run the area detector v. motor scan service.
 
-  adscan up        start Redis, the (simulated) IOC and the RE Manager; open the environment
+  adscan up        start Redis, Tiled, the (simulated) IOC and the RE Manager; open the env.
   adscan status    show every service, its address, pid and log, and where data goes
   adscan down      stop what `adscan up` started (Redis only if adscan started it)
   adscan ioc       run the simulated IOC in the foreground
@@ -42,6 +42,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     infos = [services.ensure_redis(cfg)]
     print(f"redis       {infos[-1].state:8s} {infos[-1].address}", flush=True)
+    from adscan.core.catalog_settings import tiled_enabled
+
+    if tiled_enabled(cfg):  # the data service, before the worker that writes into it
+        from adscan.tiled import server as tiled_server
+
+        for info in tiled_server.ensure(cfg):
+            infos.append(info)
+            print(f"{info.name:<11} {info.state:8s} {info.address} {info.detail}", flush=True)
     if not args.no_ioc:
         infos.append(services.ensure_ioc(cfg))
         print(f"ioc         {infos[-1].state:8s} {infos[-1].address} {infos[-1].detail}",
@@ -68,7 +76,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     infos = services.status(_cfg(args), check_ioc=not args.no_ioc)
     _print(infos, args.json)
-    core = [i for i in infos if i.name in ("redis", "re-manager")]
+    core = [i for i in infos if i.name in ("redis", "re-manager", "tiled", "postgres")]
     return 0 if all(i.state in ("up", "external") for i in core) else 3
 
 
@@ -123,6 +131,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, str(script), *args.rest])
 
 
+def cmd_catalog(args: argparse.Namespace) -> int:
+    """``adscan catalog import [FILE ...]``: old msgpack runs and writer backups into Tiled."""
+    from adscan.tiled.importer import import_runs
+
+    results = import_runs(_cfg(args), args.files or None)
+    for r in results:
+        print(f"{r.status:<28} {r.uid or '-':<36} {r.path}")
+    failed = [r for r in results if r.status.startswith("failed")]
+    print(f"adscan catalog import: {len(results) - len(failed)} of {len(results)} file(s) done")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adscan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clear-queue", action="store_true",
                    help="empty the queue first (items left there would otherwise run first)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("catalog", help="the data service: `adscan catalog import [FILE ...]` "
+                       "puts msgpack runs and Tiled-writer backups into Tiled")
+    p.add_argument("action", choices=["import"])
+    p.add_argument("files", nargs="*", help="run files (.msgpack, .jsonl); default: every "
+                   "catalog.directory/*.msgpack and <tiled.directory>/backup/*.jsonl")
+    p.set_defaults(func=cmd_catalog)
 
     for name, func, text in (
         ("plot", cmd_plot, "PNG plots of a run (`adscan plot -1 --out DIR`)"),

@@ -32,6 +32,7 @@ BENCHES = {
     "readback": "bench_readback.py",
     "simulator": "bench_simulator.py",
     "points": "bench_points.py",  # per point, fixed cost, queue hand-off (issue 14)
+    "tiled": "bench_tiled.py",
 }
 DEFAULT = ["scans", "datapath", "queue", "readback"]
 NOISE = ("CA.Client.Exception", "Warning: \"Virtual circuit", "Context: \"", "Source File:",

@@ -76,7 +76,8 @@ def env_file(path: Path) -> dict[str, str]:
 
 #: What a user has after ``cp .env.example .env`` and filling in the key.
 USER_ENV = {**env_file(REPO / ".env.example"),
-            "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "0123abcd" * 8}
+            "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "0123abcd" * 8,
+            "TILED_API_KEY": "4567cdef" * 8, "ADSCAN_POSTGRES_PASSWORD": "89abcdef" * 4}
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +152,7 @@ def runtime_env_names() -> set[str]:
 
 def test_compose_parses_with_expected_services(raw_compose, compose):
     assert set(compose["services"]) == {"mongo", "redis", "ioc-gp", "ioc-ad", "re-manager",
-                                        "httpserver"}
+                                        "httpserver", "postgres", "tiled", "tiled-mongo"}
     assert compose["name"] == "adscan"
 
 
@@ -179,16 +180,17 @@ def test_every_image_pinned_by_tag(compose):
         tag = ref.rsplit(":", 1)[1]
         assert tag != "latest" and not tag.endswith("-dev"), f"{name}: floating tag {image}"
         assert re.search(r"\d", tag), f"{name}: tag without a version {image}"
-        if "build" in svc:
+        if "build" in svc and name != "tiled-mongo":  # its own image (databroker 2)
             assert image == f"adscan:{version.group(1)}", (name, image)
     assert compose["services"]["httpserver"]["image"] == compose["services"]["re-manager"][
         "image"]
 
 
 def test_published_ports_loopback_only(raw_compose):
-    for env in ({}, USER_ENV, {"QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "x"}):
-        if "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY" not in env:
-            env = {**env, "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "x"}
+    secrets = {"QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "x", "TILED_API_KEY": "y",
+               "ADSCAN_POSTGRES_PASSWORD": "z"}
+    for env in ({}, USER_ENV, secrets):
+        env = {**secrets, **env}
         compose = interpolate(raw_compose, env)
         published = 0
         for name, svc in compose["services"].items():
@@ -204,14 +206,14 @@ def test_published_ports_loopback_only(raw_compose):
                 assert host_ip == "127.0.0.1", f"{name}: port {port!r} not on 127.0.0.1"
             for key in ("expose",):
                 assert not svc.get(key), f"{name}: {key}"
-        assert published == 1  # only the HTTP API
+        assert published == 2  # only the HTTP APIs: queue server and Tiled
 
 
 def test_backends_are_on_internal_networks(compose):
     nets = compose["networks"]
     assert nets["backend"]["internal"] is True
     assert nets["epics"]["internal"] is True
-    for name in ("mongo", "redis"):
+    for name in ("mongo", "redis", "postgres", "tiled-mongo"):
         assert compose["services"][name]["networks"] == ["backend"], name
         assert not compose["services"][name].get("ports"), name
     for name in ("ioc-gp", "ioc-ad"):
@@ -228,7 +230,9 @@ def test_healthchecks_and_start_order(compose):
         assert hc and hc.get("test") and not hc.get("disable"), f"{name}: no healthcheck"
         for dep, cond in (svc.get("depends_on") or {}).items():
             assert cond == {"condition": "service_healthy"}, (name, dep, cond)
-    assert set(services["re-manager"]["depends_on"]) == {"mongo", "redis", "ioc-gp", "ioc-ad"}
+    assert set(services["re-manager"]["depends_on"]) == {"mongo", "redis", "tiled", "ioc-gp",
+                                                         "ioc-ad"}
+    assert set(services["tiled"]["depends_on"]) == {"postgres"}
     assert set(services["httpserver"]["depends_on"]) == {"re-manager"}
     assert "mongosh" in services["mongo"]["healthcheck"]["test"]
     assert "ping" in " ".join(services["mongo"]["healthcheck"]["test"])

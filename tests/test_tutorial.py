@@ -50,6 +50,7 @@ def iconfig_for_tutorial(directory: Path) -> Path:
     src = Path(os.environ["ADSCAN_ICONFIG"])
     cfg = yaml.safe_load(src.read_text())
     cfg["detector"].update(acquire_time=0.02, acquire_period=0.02)
+    cfg["catalog"]["backend"] = "tiled"  # the tutorial reads through the Tiled data service
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "iconfig.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     devices = src.parent / "devices.yml"
@@ -100,13 +101,22 @@ def test_tutorial_has_the_steps():
     code = "\n".join(blocks)
     for needle in ("from adscan.instrument import *", "bp.count([simdet.stats1], num=5)",
                    "adscan_count(", "adscan_scan(", "adscan_scan2(", "adscan_grid_scan(",
-                   '["simdet_image"]', '"resource_path"', "spec_file_path", "plot_run",
+                   '["simdet_image"]', "assets(run)", "spec_file_path", "plot_run",
                    "verify_run", "frames="):
         assert needle in code, needle
 
 
 def test_tutorial_runs(beamline, tmp_path):
-    proc = run_tutorial(tmp_path / "work", iconfig_for_tutorial(tmp_path / "config"))
+    from adscan.core.config import load_iconfig
+    from adscan.tiled import server
+
+    path = iconfig_for_tutorial(tmp_path / "config")
+    cfg = load_iconfig(path)
+    server.ensure(cfg)  # what `adscan up` starts before the tutorial
+    try:
+        proc = run_tutorial(tmp_path / "work", path)
+    finally:
+        server.stop(cfg)
     assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     blocks = python_blocks(TUTORIAL.read_text())
     outs = outputs(proc.stdout, len(blocks))
@@ -124,8 +134,16 @@ if __name__ == "__main__":  # refresh the outputs pasted in docs/tutorial.md
 
     if "--update" not in sys.argv:
         sys.exit(__doc__)
+    from adscan.core.config import load_iconfig
+    from adscan.tiled import server
+
     with tempfile.TemporaryDirectory() as tmp:
-        result = run_tutorial(Path(tmp) / "work", iconfig_for_tutorial(Path(tmp) / "config"))
+        path = iconfig_for_tutorial(Path(tmp) / "config")
+        server.ensure(load_iconfig(path))
+        try:
+            result = run_tutorial(Path(tmp) / "work", path)
+        finally:
+            server.stop(load_iconfig(path))
     if result.returncode:
         sys.exit(f"tutorial failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     TUTORIAL.write_text(update_tutorial(result.stdout))

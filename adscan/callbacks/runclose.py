@@ -6,7 +6,7 @@ scan has no ``exit_status`` line.  :class:`OpenRunRecorder` (subscribed to ``RE`
 small JSON file per open run in ``{data_dir}/run/open-runs/`` (written at ``start``, removed at
 ``stop``).  At the next environment open, :func:`close_left_open` (called by the start-up
 module before the writers subscribe) finds the files whose writer process is gone and closes
-each run: a stop document with ``exit_status: abort`` and a reason in the catalog (msgpack file
+each run: a stop document with ``exit_status: abort`` and a reason in the catalog (Tiled node, msgpack file
 or MongoDB ``run_stop``), ``#C ... exit_status = incomplete`` at the end of its SPEC scan.
 
 bluesky-queueserver 0.0.25 records ``run_uids: []`` for such an item and offers no way to amend
@@ -125,6 +125,21 @@ def _close_in_mongo(uri: str, stop: dict) -> bool:
         client.close()
 
 
+def _close_in_tiled(cfg: dict, stop: dict) -> bool:
+    """Write the stop document into the run's Tiled node, as TiledWriter does at a stop."""
+    from adscan.tiled.reader import open_catalog
+
+    catalog = open_catalog(cfg)
+    uid = stop["run_start"]
+    if uid not in catalog:
+        return False
+    node = catalog[uid]
+    if node.metadata.get("stop"):
+        return False  # closed already
+    node.update_metadata(metadata={"stop": stop}, drop_revision=True)
+    return True
+
+
 def _close_in_spec(path: Path, record: dict, reason: str) -> bool:
     """Append ``exit_status = incomplete`` if the file's last scan is this run and is open."""
     if not path.exists():
@@ -156,7 +171,7 @@ def _close_in_spec(path: Path, record: dict, reason: str) -> bool:
 def close_left_open(cfg: dict, reason: str = REASON) -> list[dict[str, Any]]:
     """Close every run whose writer process is gone; returns what was done, per run."""
     from adscan.callbacks.specfile import spec_file_path
-    from adscan.core.catalog_settings import catalog_directory
+    from adscan.core.catalog_settings import catalog_directory, tiled_enabled
 
     directory = open_runs_dir(cfg)
     done: list[dict[str, Any]] = []
@@ -175,11 +190,14 @@ def close_left_open(cfg: dict, reason: str = REASON) -> list[dict[str, Any]]:
         result = {"uid": record["uid"], "catalog": False, "spec": False}
         try:
             uri = (cfg.get("catalog") or {}).get("mongo_uri")
-            result["catalog"] = (
-                _close_in_mongo(uri, stop)
-                if uri
-                else _close_in_msgpack(catalog_directory(cfg), stop)
-            )
+            if tiled_enabled(cfg):
+                result["catalog"] = _close_in_tiled(cfg, stop)
+                if uri:  # dual write: MongoDB holds the run too
+                    result["catalog"] = _close_in_mongo(uri, stop) and result["catalog"]
+            elif uri:
+                result["catalog"] = _close_in_mongo(uri, stop)
+            else:
+                result["catalog"] = _close_in_msgpack(catalog_directory(cfg), stop)
             result["spec"] = _close_in_spec(spec_file_path(cfg), record, why)
         except Exception:  # noqa: BLE001 - keep the file to retry at the next open
             logger.exception("could not close run %s left open", record["uid"])

@@ -34,8 +34,16 @@ def mongo_uri_with_timeout(uri: str, timeout_ms: int = MONGO_TIMEOUT_MS) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
+def tiled_enabled(cfg: dict | None = None) -> bool:
+    """True when runs go to the Tiled data service (``catalog.backend: tiled``)."""
+    return str(catalog_cfg(cfg).get("backend") or "msgpack").lower() == "tiled"
+
+
 def catalog_kind(cfg: dict | None = None) -> str:
-    """``"mongo"`` when ``catalog.mongo_uri`` is set, else ``"msgpack"`` (embedded)."""
+    """Where runs are read from: ``"tiled"`` (``catalog.backend: tiled``), else ``"mongo"``
+    when ``catalog.mongo_uri`` is set, else ``"msgpack"`` (the embedded fallback)."""
+    if tiled_enabled(cfg):
+        return "tiled"
     return "mongo" if catalog_cfg(cfg).get("mongo_uri") else "msgpack"
 
 

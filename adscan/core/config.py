@@ -126,7 +126,10 @@ def write_private_iconfig(
     cfg["instrument"]["data_dir"] = str(data_dir or directory / "data")
     cfg["epics"]["ca_server_port"] = ca_port
     cfg["ioc"].update(simulate=simulate, motors_prefix=f"{tag}gp:", ad_prefix=f"{tag}kad:")
-    control, info, redis = free_ports(3)
+    control, info, redis, tiled = free_ports(4)
+    cfg.setdefault("tiled", {})["port"] = tiled
+    # the suites test the msgpack fallback; tests of the Tiled path pass catalog={"backend": ...}
+    cfg["catalog"]["backend"] = "msgpack"
     qs = cfg["queueserver"]
     qs["zmq_control_addr"] = f"tcp://127.0.0.1:{control}"
     qs["zmq_info_addr"] = f"tcp://127.0.0.1:{info}"

@@ -64,11 +64,19 @@ def make_writers(cfg: dict, RE, *, console: bool = True) -> Writers:
     from adscan.callbacks.publisher import make_publisher
     from adscan.callbacks.runclose import OpenRunRecorder, close_left_open, open_runs_dir
     from adscan.callbacks.specfile import make_spec_writer
+    from adscan.core.catalog_settings import catalog_cfg, tiled_enabled
 
     close_left_open(cfg)  # runs a destroyed/killed worker left open: stop doc, SPEC exit_status
     RE.subscribe(OpenRunRecorder(open_runs_dir(cfg)))
-    catalog = make_catalog_writer(cfg)
-    RE.subscribe(catalog)
+    if tiled_enabled(cfg):  # the Tiled data service (plans refused while it is down)
+        from adscan.tiled.writer import install
+
+        catalog = install(RE, cfg)
+        if catalog_cfg(cfg).get("mongo_uri"):  # MongoDB too: dual write
+            RE.subscribe(make_catalog_writer(cfg))
+    else:
+        catalog = make_catalog_writer(cfg)
+        RE.subscribe(catalog)
     spec = make_spec_writer(cfg, RE=RE)
     RE.subscribe(spec.receiver)
     RE.subscribe(FrameIndexWriter())  # /entry/adscan/point_index in each image file

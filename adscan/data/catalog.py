@@ -114,8 +114,16 @@ class AdscanMsgpackCatalog(BlueskyMsgpackCatalog):
 def open_catalog(cfg: dict | None = None, **kwargs):
     """Open the catalog adscan writes to, as a databroker v2 catalog.
 
-    ``kwargs`` go to the catalog class (e.g. ``root_map``).
+    ``kwargs`` go to the catalog class (e.g. ``root_map``).  With ``catalog.backend: tiled``
+    it is the Tiled client's catalog instead (:func:`adscan.tiled.reader.open_catalog`).
     """
+    from adscan.core.catalog_settings import resolve_cfg, tiled_enabled
+
+    cfg = resolve_cfg(cfg)
+    if tiled_enabled(cfg):
+        from adscan.tiled.reader import open_catalog as open_tiled
+
+        return open_tiled(cfg, **kwargs)
     ccfg = catalog_cfg(cfg)
     name = ccfg.get("name") or "adscan"
     registry = dict(HANDLER_REGISTRY)
@@ -191,7 +199,14 @@ def image_files(run, spec: str | None = "AD_HDF5") -> list[Path]:
     """Paths of the run's external (image) files: ``root + resource_path`` of each resource.
 
     *spec* selects resources by spec (``None``: all).  The order is that of the documents.
+    A run read through Tiled: its assets' files (:func:`adscan.tiled.reader.image_files`).
     """
+    from adscan.tiled.reader import is_tiled_run
+
+    if is_tiled_run(run):
+        from adscan.tiled.reader import image_files as tiled_files
+
+        return tiled_files(run, mimetype="application/x-hdf5" if spec else None)
     files = []
     for res in resources_of(run):
         if spec is not None and res.get("spec") != spec:

@@ -115,7 +115,12 @@ def open_run(cfg: dict | None, uid_or_index: Any):
 
 
 def read_run(run) -> RunData:
-    """Collect a run's documents (unfilled) into a :class:`RunData`."""
+    """Collect a run's documents (unfilled) into a :class:`RunData` (Tiled runs: from the
+    Tiled client, :func:`adscan.tiled.reader.read_run_data`)."""
+    from adscan.tiled.reader import is_tiled_run, read_run_data
+
+    if is_tiled_run(run):
+        return read_run_data(run)
     data = RunData(start=dict(run.metadata["start"]), stop=None, descriptor=None)
     primary: set[str] = set()
     rows: dict[str, list] = {}

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from adscan.core.catalog_settings import tiled_enabled
 from adscan.services import procfamily
 from adscan.services.ioc import ensure_ioc, ioc_address, ioc_answers, ioc_log, ioc_pid
 from adscan.services.processes import (
@@ -32,10 +33,19 @@ from adscan.services.re_manager import (
 from adscan.services.redis import ensure_redis, redis_log, redis_pid, redis_ping
 
 
+def _tiled():
+    """adscan.tiled.server, imported when used (it imports this package's helpers)."""
+    from adscan.tiled import server
+
+    return server
+
+
 def up(cfg: dict, *, ioc: bool = True, environment: bool = True,
        env_timeout: float = ENVIRONMENT_OPEN_TIMEOUT) -> list[ServiceInfo]:
     """Redis, the IOC, the 0MQ proxy, then the RE Manager and its worker environment."""
     infos = [ensure_redis(cfg)]
+    if tiled_enabled(cfg):
+        infos += _tiled().ensure(cfg)
     if ioc:
         infos.append(ensure_ioc(cfg))
     infos.append(ensure_proxy(cfg))  # before the worker: its Publisher connects to it
@@ -52,6 +62,8 @@ def data_locations(cfg: dict) -> list[ServiceInfo]:
     if det.get("write_path"):
         rows.append(("images", det["write_path"]))
     cat = cfg.get("catalog", {})
+    if tiled_enabled(cfg):
+        rows.append(("catalog", f"tiled {_tiled().settings(cfg).url}"))
     if cat.get("mongo_uri"):
         rows.append(("catalog", cat["mongo_uri"]))
     elif cat.get("directory"):
@@ -102,6 +114,8 @@ def status(cfg: dict, *, check_ioc: bool = True) -> list[ServiceInfo]:
     out.append(ServiceInfo("re-manager-info", state, qs["zmq_info_addr"], pid,
                            detail="console output (zmq_publish_console)"))
     out.append(proxy_status(cfg))
+    if tiled_enabled(cfg):
+        out += _tiled().status(cfg)
     return out + data_locations(cfg)
 
 
@@ -136,6 +150,9 @@ def down(cfg: dict, timeout: float = STOP_TIMEOUT) -> list[ServiceInfo]:
             info.state = "running"
             info.detail += f"; STILL RUNNING: {procfamily.describe(survivors)}"
     pid_file.unlink(missing_ok=True)
+
+    if tiled_enabled(cfg) or _tiled().server_pid(_tiled().settings(cfg)):
+        out += _tiled().stop(cfg, timeout)
 
     pid_file = pid_path(cfg, "ioc")
     pid = ioc_pid(cfg)
