@@ -7,7 +7,8 @@ small JSON file per open run in ``{data_dir}/run/open-runs/`` (written at ``star
 ``stop``).  At the next environment open, :func:`close_left_open` (called by the start-up
 module before the writers subscribe) finds the files whose writer process is gone and closes
 each run: a stop document with ``exit_status: abort`` and a reason in the catalog (Tiled node,
-msgpack file or MongoDB ``run_stop``), ``#C ... exit_status = incomplete`` at the end of its SPEC scan.
+msgpack file or MongoDB ``run_stop``), ``#C ... exit_status = incomplete`` at the end of its
+SPEC scan.
 
 bluesky-queueserver 0.0.25 records ``run_uids: []`` for such an item and offers no way to amend
 a history item; the closing reason names the run's uid and scan_id instead.
