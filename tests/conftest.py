@@ -38,7 +38,9 @@ SESSION_DIR = Path(tempfile.mkdtemp(prefix=f"adscan-test-{TAG}-"))
 from adscan import epics_env  # noqa: E402
 
 epics_env.apply_loopback(ca_port=CA_PORTS[0])
-os.environ["EPICS_CA_ADDR_LIST"] = " ".join(f"127.0.0.1:{p}" for p in CA_PORTS)
+# each simulated beamline: motors on P, area detector on P + 2 (adscan.epics_env)
+os.environ["EPICS_CA_ADDR_LIST"] = " ".join(
+    f"127.0.0.1:{p} 127.0.0.1:{epics_env.ad_ca_port(p)}" for p in CA_PORTS)
 os.environ["ADSCAN_TEST_CA_PORTS"] = ",".join(map(str, CA_PORTS))
 
 
@@ -73,7 +75,7 @@ def start_ioc(
     log = open(data_dir / f"ioc-{port}.log", "a")  # noqa: SIM115 - owned by the process
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     epics_env.apply_loopback(env, ca_port=port)
-    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
+    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port} 127.0.0.1:{epics_env.ad_ca_port(port)}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "adscan.iocs", "--prefix-motors", motors_prefix,
          "--prefix-ad", ad_prefix, "--data-dir", str(data_dir), "--port", str(port),
