@@ -14,8 +14,10 @@ follows the motors, whose ``.RBV`` this process monitors over Channel Access
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
+import types
 
 import numpy as np
 
@@ -23,6 +25,19 @@ from .frames import DTYPES, FrameSynth, NDArr
 from .records import KEEP_RBV, Group
 
 logger = logging.getLogger("adscan.iocs.driver")
+
+
+class _LoopbackSocket(socket.socket):
+    """A socket whose wildcard bind binds 127.0.0.1 (caproto's search socket binds ``''``)."""
+
+    def bind(self, address):
+        host, port = address[:2]
+        super().bind(("127.0.0.1" if host in ("", "0.0.0.0") else host, port))
+
+
+_LOOPBACK_SOCKET = types.ModuleType("loopback_socket")
+_LOOPBACK_SOCKET.__dict__.update(socket.__dict__)
+_LOOPBACK_SOCKET.socket = _LoopbackSocket
 
 
 class MotorWatch:
@@ -40,26 +55,21 @@ class MotorWatch:
             import caproto.threading.client as cl
 
             orig = cl.ca.bcast_socket
-
-            def loopback_socket(*a, **k):  # search from 127.0.0.1, not from every interface
-                s = orig(*a, **k)
-                bind = s.bind
-                s.bind = lambda addr: bind(("127.0.0.1", addr[1]))  # type: ignore[method-assign]
-                return s
-
-            cl.ca.bcast_socket = loopback_socket
+            cl.ca.bcast_socket = lambda socket_module=None: orig(_LOOPBACK_SOCKET)
             try:
                 self.ctx = cl.Context()
             finally:
                 cl.ca.bcast_socket = orig
             pvs = self.ctx.get_pvs(*[n + ".RBV" for n in self.names], timeout=2.0)
-            self._subs = []
+            self._subs = []  # caproto keeps weak references to callbacks: keep them here
             for name, pv in zip(self.names, pvs, strict=True):
                 sub = pv.subscribe(data_type="time")
-                sub.add_callback(
-                    lambda s, resp, n=name: self.values.__setitem__(n, float(resp.data[0]))
-                )
-                self._subs.append(sub)
+
+                def update(sub, resp, name=name):
+                    self.values[name] = float(resp.data[0])
+
+                sub.add_callback(update)
+                self._subs.append((sub, update))
         except Exception:  # noqa: BLE001 - no motors: centred peak
             logger.exception("motor monitor failed")
 
