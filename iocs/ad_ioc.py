@@ -221,6 +221,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.monotonic()
+    # Threads hand the GIL over every 5 ms by default: a plugin thread in a GIL-holding numpy
+    # call then delays the acquisition thread's next frame by up to 5 ms.
+    sys.setswitchinterval(0.0005)
     env = epics_env.apply_loopback(ca_port=args.port)
     if args.pva_port:
         env["EPICS_PVAS_BROADCAST_PORT"] = str(args.pva_port)
