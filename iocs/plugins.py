@@ -91,7 +91,8 @@ class Plugin:
         if dropped is not None:
             self.g.set_pair("DroppedArrays", dropped)
             logger.warning("%s: queue full, array %d dropped", self.port, arr.unique_id)
-        self.g.set("QueueFree", free)
+        if dropped is None and free < size - 1:  # the plugin thread posts it as it takes arrays
+            self.g.set("QueueFree", free)
 
     def _run(self) -> None:
         while True:
@@ -260,7 +261,7 @@ class StatsPlugin(Plugin):
             ("MinX", imin % nx),
             ("MinY", imin // nx),
         ):
-            g.set_pair(name, float(val))
+            g.set_pair(name, float(val), only_changed=True)
         g.set("SigmaValue", var**0.5)
         g.set("Sigma_RBV", var**0.5)
 

@@ -57,6 +57,13 @@ class Dispatcher:
                     completion(*cargs)
 
 
+def _same(a, b) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):
+        return a == b
+
+
 def _is_out(spec: PVSpec) -> bool:
     if spec.rtype in ("wchar", "wlong", "wdouble"):
         return not spec.read_only
@@ -179,12 +186,12 @@ class Group:
                 self._internal.setdefault(name, []).append((value, time.monotonic()))
         rec.set(value)
 
-    def set_pair(self, name: str, value) -> None:
+    def set_pair(self, name: str, value, only_changed: bool = False) -> None:
         """Write a setpoint and its readback."""
-        self.set(name, value)
+        self.set(name, value, only_changed=only_changed)
         rbv = self.specs[name].rbv
         if rbv:
-            self.set(rbv, value)
+            self.set(rbv, value, only_changed=only_changed)
 
     def _is_internal(self, name: str, value) -> bool:
         with self._lock:
@@ -195,10 +202,7 @@ class Group:
                 if now - t > 5.0:  # merged into a later processing: forget it
                     pending.pop(0)
                     continue
-                try:
-                    same = bool(np.array_equal(np.asarray(v), np.asarray(value)))
-                except (TypeError, ValueError):
-                    same = v == value
+                same = _same(v, value)
                 if same:
                     pending.pop(0)
                     return True
@@ -217,7 +221,7 @@ class Group:
             new = self.on_put(name, value)
             if new is KEEP_RBV:
                 return
-            if new is not None and new != value:
+            if new is not None and new is not value and not _same(new, value):
                 stored = new
                 self.set(name, new)
         if spec.rbv and stored is not None:

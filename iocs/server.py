@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -121,6 +122,12 @@ async def serve(args: argparse.Namespace) -> int:
     from caproto.asyncio.server import Context
 
     motors_only = args.role == "motors"
+    if "CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC" not in os.environ:
+        # caproto batches monitors for 10 ms by default: every DMOV change would reach
+        # clients 10 ms late (iocs/simdet.py, which set this before, is not imported here)
+        import caproto.server.common as caproto_server_common
+
+        caproto_server_common.HIGH_LOAD_TIMEOUT = 0.001
     motors, detector, pvdb = build(args, detector=not motors_only)
     ctx = Context(pvdb, interfaces=["127.0.0.1"])
     server = asyncio.create_task(ctx.run(log_pv_names=False))
