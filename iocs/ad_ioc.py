@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     while not stop.wait(0.5):
         pass
+    # close files, but never linger: clients must see the circuits close promptly
+    threading.Timer(8.0, os._exit, args=(0,)).start()
     ioc.shutdown()
     server.stop()
     sys.stdout.flush()

@@ -215,7 +215,7 @@ class Camera:
         g.set("DetectorState_RBV", "Aborted" if aborted else "Idle")
         g.set("StatusMessage_RBV", "Acquisition aborted" if aborted else "Acquisition completed")
         if g.get("WaitForPlugins") == "Yes" or aborted:
-            self.ioc.wait_plugins_idle()
+            self.ioc.wait_plugins_idle(2.0 if self.ioc.closed else 300.0)
         if aborted:
             for p in self.ioc.plugins:
                 if hasattr(p, "abort"):

@@ -10,7 +10,7 @@ so the motors stay on caproto (``iocs/motor.py``) in their own process on their 
    (motor fields and every AD record of the table) and prints one ``READY ...`` line;
 3. on SIGTERM/SIGINT stops both children (the AD IOC closes its HDF5 files) and exits 0;
    if a child dies, stops the other and exits non-zero.  Children get SIGTERM if the
-   launcher itself dies (``PR_SET_PDEATHSIG``).
+   launcher itself dies (``PR_SET_PDEATHSIG``; the motor IOC SIGKILL: nothing to save).
 """
 
 from __future__ import annotations
@@ -27,14 +27,24 @@ import time
 from adscan import epics_env
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _die_with_parent(sig: int):
+    def preexec() -> None:
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
+
+    return preexec
 
 
-def _spawn(argv: list[str], env: dict | None = None) -> subprocess.Popen:
+def _spawn(
+    argv: list[str], env: dict | None = None, death_signal: int = signal.SIGTERM
+) -> subprocess.Popen:
     return subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=None, text=True, preexec_fn=_die_with_parent, env=env
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        text=True,
+        preexec_fn=_die_with_parent(death_signal),
+        env=env,
     )
 
 
@@ -102,7 +112,8 @@ def launch(args, wait_until_answering, motor_fields) -> int:
             str(port),
             "--data-dir",
             str(args.data_dir),
-        ]
+        ],
+        death_signal=signal.SIGKILL,
     )
     names = [f"{args.prefix_motors}m{i + 1}" for i in range(args.motor_count)]
     env = dict(os.environ)  # the AD IOC finds the motors by their explicit port
