@@ -201,6 +201,40 @@ def _names(suffix: str) -> list[str]:
     return [s.name for s in spec_for(suffix)]
 
 
+def load_database() -> None:
+    """``softioc.builder.LoadDatabase`` through a pipe instead of a temporary file.
+
+    softioc writes the generated database (hundreds of kB) to a temporary file; a process
+    with a small RLIMIT_FSIZE (tests simulate a full disk that way) would die of SIGXFSZ.
+    A forked writer feeds the text to ``dbLoadDatabase`` through a pipe (no file size).
+    """
+    import io
+
+    from epicsdbbuilder.recordset import recordset
+    from softioc import builder, pythonSoftIoc
+    from softioc.softioc import dbLoadDatabase
+
+    builder.load_autosave()
+    text = io.StringIO()
+    recordset.Print(text, True)
+    data = text.getvalue().encode()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: write and leave
+        os.close(r)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(w, view):]
+        os._exit(0)
+    os.close(w)
+    try:
+        dbLoadDatabase(f"/dev/fd/{r}")
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    pythonSoftIoc.RecordWrapper.reset_builder()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m adscan.iocs.ad_ioc", description=__doc__.splitlines()[0]
@@ -235,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     from p4p.nt import NTNDArray
     from p4p.server import Server
     from p4p.server.thread import SharedPV
-    from softioc import builder, softioc
+    from softioc import softioc
 
     from .frames import DTYPES
     from .records import Dispatcher
@@ -252,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         args.motors.split(),
         pva_pv,
     )
-    builder.LoadDatabase()
+    load_database()
     softioc.iocInit(Dispatcher(), enable_pva=False)
     server = Server(providers=[{f"{args.prefix}Pva1:Image": pva_pv}], useenv=True)
     stop = threading.Event()
