@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +47,24 @@ def _spawn(
         preexec_fn=_die_with_parent(death_signal),
         env=env,
     )
+
+
+def _wait_ports_free(ports: list[int], timeout: float) -> None:
+    """Wait until nothing listens on these loopback TCP ports (an IOC of a launcher just
+    killed may still be closing its files; a new IOC would otherwise fall back to another
+    TCP port and share the UDP search port with it)."""
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while True:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"port {port} stays in use") from None
+            time.sleep(0.1)
 
 
 def _wait_line(proc: subprocess.Popen, tag: str, timeout: float) -> str:
@@ -94,6 +113,7 @@ def launch(args, wait_until_answering, motor_fields) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    _wait_ports_free([port, ad_port, pva_port + 1], 20.0)
     py = sys.executable
     motors = _spawn(
         [
