@@ -129,10 +129,18 @@ def main(argv: list[str] | None = None) -> int:
             connect[impl] = time.perf_counter() - t0
             det.destroy()
 
+        from adscan.iocs.frames import FrameSynth
+
+        synth = FrameSynth((1024, 1024), "UInt8")
+        t0 = time.perf_counter()
+        frames = [synth.frame([0.01 * i, 0.0]) for i in range(args.frames)]
+        synth_ms = (time.perf_counter() - t0) / args.frames * 1e3
+        alone_runs = []
         rate = {impl: [] for impl in impls}
         excess = {(impl, size): [] for impl in impls for size in (1024, 16)}
         captured_ok = True
         for r in range(args.repeats):
+            alone_runs.append(lz4_alone(frames, tmp / f"alone{r}.h5"))  # interleaved
             for impl in impls:
                 p = prefix[(impl, 1024)]
                 seconds, _, captured = acquire(p, args.frames, 0.0, tmp, f"rate{r}")
@@ -144,13 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                     captured_ok &= captured == 50
                     excess[(impl, size)].append(period_excess_ms(fn, 0.01))
 
-        from adscan.iocs.frames import FrameSynth
-
-        synth = FrameSynth((1024, 1024), "UInt8")
-        t0 = time.perf_counter()
-        frames = [synth.frame([0.01 * i, 0.0]) for i in range(args.frames)]
-        synth_ms = (time.perf_counter() - t0) / args.frames * 1e3
-        alone = statistics.median(lz4_alone(frames, tmp / f"alone{i}.h5") for i in range(3))
+        alone = statistics.median(alone_runs)
         med = {k: statistics.median(v) for k, v in rate.items()}
         rows = []
         for impl in impls:
