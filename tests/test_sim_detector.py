@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from conftest import CA_PORTS, TAG, start_ioc, stop_process
 
-PV_LIST = Path("/work/shared/reference/simdet-v34-pvs.txt")
+PV_LIST = Path(__file__).resolve().parent / "data" / "simdet-v34-pvs.txt"  # the how-to classes' PVs
 AD = f"{TAG}sd:"
 MOTORS = f"{TAG}sdgp:"
 PORT = CA_PORTS[3]
