@@ -34,11 +34,31 @@ def is_loopback_list(addr_list: str) -> bool:
     return bool(hosts) and all(h == "localhost" or h.startswith("127.") for h in hosts)
 
 
-def apply_loopback(env: dict[str, str] | None = None, ca_port: int | None = None) -> dict[str, str]:
+#: The simulated beamline's ports relative to the motor IOC's CA port P: the AD IOC's CA
+#: port (P + 2; P + 1 is CA's repeater port for P = 5064) and its pvAccess UDP port (P + 3,
+#: TCP P + 4).  ``adscan.ports.free_port(udp=True)`` reserves the whole block.
+AD_PORT_OFFSET = 2
+PVA_PORT_OFFSET = 3
+
+
+def ad_ca_port(ca_port: int) -> int:
+    """CA port of the simulated area-detector IOC of a beamline whose motors use ``ca_port``."""
+    return ca_port + AD_PORT_OFFSET
+
+
+def pva_port(ca_port: int) -> int:
+    """pvAccess UDP (search) port of the simulated area-detector IOC (TCP: the next port)."""
+    return ca_port + PVA_PORT_OFFSET
+
+
+def apply_loopback(env: dict[str, str] | None = None, ca_port: int | None = None,
+                   ad_port: int | None = None) -> dict[str, str]:
     """Write the loopback settings into ``env`` (default ``os.environ``) and return it.
 
     ``ca_port`` sets the CA server (UDP search) port for clients and servers alike, so that
-    several simulated beamlines on one machine never answer each other's searches.
+    several simulated beamlines on one machine never answer each other's searches; a
+    loopback address list then also names the AD IOC's port (``ad_port``, default
+    :func:`ad_ca_port`) and pvAccess searches go to :func:`pva_port`.
     """
     env = os.environ if env is None else env
     kept = env.get("EPICS_CA_ADDR_LIST", "")
@@ -51,6 +71,14 @@ def apply_loopback(env: dict[str, str] | None = None, ca_port: int | None = None
     if ca_port is not None:
         env["EPICS_CA_SERVER_PORT"] = str(ca_port)
         env["EPICS_CAS_SERVER_PORT"] = str(ca_port)
+        words = env["EPICS_CA_ADDR_LIST"].split()
+        extra = f"127.0.0.1:{ad_port or ad_ca_port(ca_port)}"
+        if not site and extra not in words:
+            env["EPICS_CA_ADDR_LIST"] = " ".join([*words, extra])
+        pva = str(pva_port(ca_port))
+        env["EPICS_PVA_BROADCAST_PORT"] = pva
+        env["EPICS_PVAS_BROADCAST_PORT"] = pva
+        env["EPICS_PVAS_SERVER_PORT"] = str(pva_port(ca_port) + 1)
     return env
 
 

@@ -22,23 +22,34 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+#: A CA port (``udp=True``) reserves a block: the simulated beamline's motor IOC uses P, its
+#: AD IOC P + 2 and its pvAccess server P + 3 and P + 4 (adscan.epics_env).
+CA_PORT_SPAN = 5
+
+
 def free_port(*, udp: bool = False, taken: set[int] | None = None) -> int:
-    """A port on 127.0.0.1 free for TCP (and UDP with ``udp``), below the ephemeral range."""
+    """A port on 127.0.0.1 free for TCP (and UDP with ``udp``), below the ephemeral range.
+
+    With ``udp`` the next ``CA_PORT_SPAN - 1`` ports are free too (and reserved in ``taken``).
+    """
     high = min(_ephemeral_low(), 65536) - 1
     low = 20000 if high > 25000 else 10000
     kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM) if udp else (socket.SOCK_STREAM,)
     taken = taken if taken is not None else set()
+    span = CA_PORT_SPAN if udp else 1
     for _ in range(10000):
-        port = random.randint(low, high)
-        if port in taken:
+        port = random.randint(low, high - span)
+        block = range(port, port + span)
+        if taken.intersection(block):
             continue
         try:
-            for kind in kinds:
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind(("127.0.0.1", port))
+            for p in block:
+                for kind in kinds:
+                    with socket.socket(socket.AF_INET, kind) as s:
+                        s.bind(("127.0.0.1", p))
         except OSError:
             continue
-        taken.add(port)
+        taken.update(block)
         return port
     raise RuntimeError(f"no free port between {low} and {high}")
 

@@ -22,7 +22,7 @@ def free_ca_port() -> int:
 def use_port(port: int) -> None:
     """Point this process's CA clients at ``port`` on loopback (before CA loads)."""
     epics_env.apply_loopback(ca_port=port)
-    os.environ["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
+    os.environ["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port} 127.0.0.1:{epics_env.ad_ca_port(port)}"
 
 
 def start_ioc(port: int, data_dir: Path, motors: str, ad: str, *extra: str):

@@ -1,8 +1,8 @@
-"""adscan's simulated beamline: EPICS motor records and an ADSimDetector v3.4 over real CA.
+"""adscan's simulated beamline: EPICS motor records (caproto) and an ADSimDetector v3.4 (softioc).
 
-One caproto asyncio server process serves every PV (two CA servers on one loopback
-address would break name resolution).  Start it with ``adscan ioc`` or
-``python -m adscan.iocs``; see :mod:`adscan.iocs.server`.
+``adscan ioc`` / ``python -m adscan.iocs`` starts a motor IOC and an area-detector IOC as two
+processes on their own loopback CA ports (:mod:`adscan.iocs.launcher`); see docs/simulator.md.
+``--ad-impl caproto`` runs the previous all-caproto simulator (:mod:`adscan.iocs.simdet`).
 """
 
 if __name__ != "adscan.iocs":  # iocs/ is mapped to adscan.iocs (pyproject.toml)

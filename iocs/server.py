@@ -1,9 +1,16 @@
-"""One caproto server for the simulated beamline: motor records and the area detector.
+"""The simulated beamline: a motor IOC and an area-detector IOC, as two processes.
 
-``adscan ioc --prefix-motors gp: --prefix-ad kad: --data-dir DIR`` serves
-``gp:m1`` ... ``gp:mN`` and ``kad:cam1:`` ... ``kad:Stats1:`` on 127.0.0.1 only, and
-prints ``READY ...`` on stdout once every PV answers a Channel Access client.
-SIGTERM or SIGINT closes any open HDF5 file before the process exits.
+``adscan ioc --prefix-motors gp: --prefix-ad kad: --data-dir DIR [--port P]`` starts
+
+* the motor IOC (caproto, ``iocs/motor.py``: ``gp:m1`` ... ``gp:mN``) on CA port P, and
+* the AD IOC (softioc, ``iocs/ad_ioc.py``: ``kad:cam1:`` ... every plugin of the table) on
+  CA port ``--ad-port`` (default P + 2) with ``kad:Pva1:Image`` over pvAccess on UDP port
+  ``--pva-port`` (default P + 3, TCP P + 4),
+
+all on 127.0.0.1 only (``adscan.epics_env`` makes clients search both CA ports), and prints
+one ``READY ...`` line on stdout once every PV of both answers a Channel Access client.
+SIGTERM or SIGINT stops both children (the AD IOC closes open HDF5 files first).
+``--ad-impl caproto`` runs the previous all-caproto simulator in one process instead.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -46,19 +54,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-type", default=ioc["data_type"],
                    help=f"image data type ({ioc['data_type']})")
     p.add_argument("--port", type=int, default=None,
-                   help="CA server port (default: EPICS_CA_SERVER_PORT or 5064)")
+                   help="CA server port of the motors (default: EPICS_CA_SERVER_PORT or 5064)")
+    p.add_argument("--ad-port", type=int, default=None,
+                   help="CA server port of the area detector (default: port + 2)")
+    p.add_argument("--pva-port", type=int, default=None,
+                   help="pvAccess UDP port of Pva1 (default: port + 3; TCP: this + 1)")
+    p.add_argument("--ad-impl", choices=("softioc", "caproto"), default="softioc",
+                   help="softioc: AD IOC on the EPICS IOC core (default); caproto: the "
+                        "previous simulator, motors and detector in one caproto process")
+    p.add_argument("--role", choices=("launcher", "motors"), default="launcher",
+                   help=argparse.SUPPRESS)
     p.add_argument("--ready-timeout", type=float, default=60.0,
                    help="seconds to wait for every PV to answer before giving up")
     p.add_argument("-v", "--verbose", action="store_true", help="log caproto at INFO")
     return p.parse_args(argv)
 
 
-def build(args: argparse.Namespace):
-    """Create the motor records and the detector; return (motors, detector, pvdb)."""
+def build(args: argparse.Namespace, detector: bool = True):
+    """Create the motor records and (caproto AD) the detector; return (motors, detector, pvdb)."""
     from adscan.iocs.motor import make_motors
-    from adscan.iocs.simdet import SimDetectorIOC
 
     motors = make_motors(args.prefix_motors, args.motor_count, velocity=args.velocity)
+    if not detector:
+        pvdb: dict = {}
+        for m in motors:
+            pvdb.update(m.pvdb)
+        return motors, None, pvdb
+    from adscan.iocs.simdet import SimDetectorIOC
+
     names = [f"m{i + 1}" for i in range(len(motors))]
 
     def positions() -> dict[str, float]:
@@ -107,7 +130,14 @@ def wait_until_answering(names: list[str], timeout: float) -> float:
 async def serve(args: argparse.Namespace) -> int:
     from caproto.asyncio.server import Context
 
-    motors, detector, pvdb = build(args)
+    motors_only = args.role == "motors"
+    if "CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC" not in os.environ:
+        # caproto batches monitors for 10 ms by default: every DMOV change would reach
+        # clients 10 ms late (iocs/simdet.py, which set this before, is not imported here)
+        import caproto.server.common as caproto_server_common
+
+        caproto_server_common.HIGH_LOAD_TIMEOUT = 0.001
+    motors, detector, pvdb = build(args, detector=not motors_only)
     ctx = Context(pvdb, interfaces=["127.0.0.1"])
     server = asyncio.create_task(ctx.run(log_pv_names=False))
 
@@ -115,6 +145,16 @@ async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if motors_only:  # the launcher checks that the PVs answer
+        await asyncio.sleep(0.05)
+        print(f"READY-MOTORS names={','.join(m.prefix for m in motors)} pvs={len(pvdb)}",
+              flush=True)
+        await asyncio.wait({asyncio.create_task(stop.wait()), server},
+                           return_when=asyncio.FIRST_COMPLETED)
+        # nothing to save: leave at once, so clients see the circuits close (a cancelled
+        # server could keep its sockets open and clients would wait for CA's 30 s timeout)
+        sys.stdout.flush()
+        os._exit(0)
 
     names = check_names(pvdb, [m.prefix for m in motors])
     t_start = time.monotonic()
@@ -143,7 +183,8 @@ async def serve(args: argparse.Namespace) -> int:
 
 async def _shutdown(server: asyncio.Task, detector) -> None:
     try:
-        await detector.shutdown()
+        if detector is not None:
+            await detector.shutdown()
     finally:
         server.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -152,11 +193,15 @@ async def _shutdown(server: asyncio.Task, detector) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    epics_env.apply_loopback(ca_port=args.port)
+    epics_env.apply_loopback(ca_port=args.port, ad_port=args.ad_port)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    if args.ad_impl == "softioc" and args.role == "launcher":
+        from adscan.iocs.launcher import launch
+
+        return launch(args, wait_until_answering, MOTOR_FIELDS)
     return asyncio.run(serve(args))
 
 

@@ -31,7 +31,10 @@ import helpers  # noqa: E402 - the session's ports, tag and directory (sets loop
 from adscan import epics_env  # noqa: E402
 
 epics_env.apply_loopback(ca_port=helpers.CA_PORTS[0])
-os.environ["EPICS_CA_ADDR_LIST"] = " ".join(f"127.0.0.1:{p}" for p in helpers.CA_PORTS)
+# each simulated beamline: motors on P, area detector on P + 2 (adscan.epics_env)
+os.environ["EPICS_CA_ADDR_LIST"] = " ".join(
+    f"127.0.0.1:{p} 127.0.0.1:{epics_env.ad_ca_port(p)}" for p in helpers.CA_PORTS
+)
 os.environ["ADSCAN_TEST_CA_PORTS"] = ",".join(map(str, helpers.CA_PORTS))
 
 ICONFIG = helpers.write_iconfig(helpers.SESSION_DIR / "config")

@@ -271,6 +271,8 @@ def test_re_manager_environment_covers_every_variable_adscan_reads(compose):
     entry = load_entrypoint()
     set_by_adscan = set(__import__("adscan.epics_env", fromlist=["x"]).LOOPBACK_ENV) | {
         "EPICS_CA_SERVER_PORT", "EPICS_CAS_SERVER_PORT",  # from iconfig epics.ca_server_port
+        # the simulated AD IOC's pvAccess ports, derived from the same port (epics_env)
+        "EPICS_PVA_BROADCAST_PORT", "EPICS_PVAS_BROADCAST_PORT", "EPICS_PVAS_SERVER_PORT",
         "ADSCAN_ICONFIG_SOURCE",                          # set by the entrypoint itself
         "ADSCAN_PROCESS_FAMILY",                          # set by adscan for its children
     }

@@ -310,7 +310,17 @@ def test_services_bind_loopback_only(service, beamline):
     for name in ("redis", "re-manager", "ioc"):
         assert any(b["kind"] == "tcp-listen" for b in sockets[name]), (name, sockets)
     assert any(b["kind"] == "udp" and b["port"] == CA_PORTS[0] for b in sockets["ioc"])
-    wide, ca_client = [], []
+    # The AD IOC (softioc) embeds EPICS libraries whose sockets Python cannot bind: send-only
+    # UDP sockets on ephemeral INADDR_ANY ports (rsrv's beacon sender, the dbCa link
+    # client's search socket, pvxs' beacon sender: at most 3) and pvxs' pvAccess search
+    # listener, which binds INADDR_ANY on the PVA UDP port although
+    # EPICS_PVAS_INTF_ADDR_LIST=127.0.0.1 (its TCP server listens on 127.0.0.1 only).
+    from adscan import epics_env
+
+    ad_pids = {p.pid for p in psutil.Process(beamline.pid).children(recursive=True)
+               if "adscan.iocs.ad_ioc" in " ".join(p.cmdline())}
+    pva_udp = epics_env.pva_port(CA_PORTS[0])
+    wide, ca_client, ad_send, ad_pva = [], [], [], []
     for name, found in sockets.items():
         for b in found:
             if b["ip"] in ("127.0.0.1", "::1"):
@@ -318,7 +328,11 @@ def test_services_bind_loopback_only(service, beamline):
             if (name == "re-manager" and b["kind"] == "udp" and b["libca"] and not b["root"]
                     and b["port"] not in service_ports):
                 ca_client.append(b)
+            elif name == "ioc" and b["kind"] == "udp" and b["pid"] in ad_pids and b["libca"]:
+                (ad_pva if b["port"] == pva_udp else ad_send).append(b)
             else:
                 wide.append((name, b))
     assert not wide, f"sockets bound beyond loopback: {wide}"
     assert len(ca_client) <= 2, ca_client
+    assert all(b["port"] not in service_ports for b in ad_send) and len(ad_send) <= 3, ad_send
+    assert len(ad_pva) <= 1, ad_pva

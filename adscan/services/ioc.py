@@ -108,10 +108,11 @@ def ioc_argv_for(cfg: dict, extra: Sequence[str] = ()) -> list[str]:
 
 
 def ioc_env(port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A child environment for an IOC serving (and searching) CA on ``port`` only."""
+    """A child environment for an IOC serving (and searching) CA on ``port`` only: the motor
+    IOC on ``port``, the area-detector IOC on :func:`adscan.epics_env.ad_ca_port`."""
     env = dict(os.environ if base is None else base)
     epics_env.apply_loopback(env, ca_port=port)
-    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
+    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port} 127.0.0.1:{epics_env.ad_ca_port(port)}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
