@@ -28,7 +28,13 @@ MOTOR_FIELDS = (".VAL", ".RBV", ".DMOV", ".MOVN", ".STOP", ".VELO", ".HLM", ".LL
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="adscan ioc", description=__doc__.splitlines()[0])
     p.add_argument("--prefix-motors", default="gp:", help="motor record prefix (gp:)")
-    p.add_argument("--motor-count", type=int, default=4, help="number of motors m1..mN (4)")
+    p.add_argument("--motor-count", type=int, default=None,
+                   help="number of motors m1..mN (4); ignored with --motor-names")
+    p.add_argument("--motor-names", default=None,
+                   help="comma-separated motor record names after the prefix (m1,m2,m3,m4); "
+                        "any legal EPICS record-name characters, e.g. 'Mtr'")
+    p.add_argument("--bits", type=int, default=0,
+                   help="also serve N synApps bo records <prefix-motors>gp:bit1..N (0)")
     p.add_argument("--velocity", type=float, default=2.0, help="motor velocity, units/s (2)")
     p.add_argument("--prefix-ad", default="kad:", help="area detector prefix (kad:)")
     p.add_argument("--data-dir", type=Path, default=Path("/tmp/adscan-ioc"),
@@ -46,11 +52,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build(args: argparse.Namespace):
     """Create the motor records and the detector; return (motors, detector, pvdb)."""
+    from adscan.iocs.gp_extras import make_bits
     from adscan.iocs.motor import make_motors
     from adscan.iocs.simdet import SimDetectorIOC
 
-    motors = make_motors(args.prefix_motors, args.motor_count, velocity=args.velocity)
-    names = [f"m{i + 1}" for i in range(len(motors))]
+    if args.motor_names:
+        motor_names = [n.strip() for n in args.motor_names.split(",") if n.strip()]
+    else:
+        motor_names = [f"m{i + 1}" for i in range(4 if args.motor_count is None
+                                                  else args.motor_count)]
+    try:
+        motors = make_motors(args.prefix_motors, names=motor_names, velocity=args.velocity)
+    except ValueError as ex:
+        raise SystemExit(f"adscan ioc: {ex}") from None
+    names = motor_names
 
     def positions() -> dict[str, float]:
         return {name: m.position for name, m in zip(names, motors, strict=True)}
@@ -64,7 +79,8 @@ def build(args: argparse.Namespace):
         positions=positions,
     )
     pvdb: dict = {}
-    for group in (*motors, detector):
+    extras = [make_bits(args.prefix_motors, args.bits)] if args.bits > 0 else []
+    for group in (*motors, *extras, detector):
         overlap = pvdb.keys() & group.pvdb.keys()
         if overlap:
             raise SystemExit(f"adscan ioc: duplicate PV names {sorted(overlap)[:5]}")
@@ -122,7 +138,7 @@ async def serve(args: argparse.Namespace) -> int:
             await _shutdown(server, detector)
             return 1
         print(
-            f"READY adscan-ioc pvs={len(pvdb)} motors={args.prefix_motors}m1..m{len(motors)} "
+            f"READY adscan-ioc pvs={len(pvdb)} motors={','.join(m.prefix for m in motors)} "
             f"detector={args.prefix_ad} port={ctx.port} data_dir={args.data_dir} "
             f"startup_s={time.monotonic() - t_start:.2f} check_s={seconds:.2f}",
             flush=True,

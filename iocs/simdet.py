@@ -879,6 +879,96 @@ class HDF5Behaviour(PluginBehaviour):
         self.executor.shutdown(wait=True)
 
 
+class ImageFileWriter:
+    """One-image file of NDFileTIFF/NDFileJPEG/NDFileMagick, written by Pillow.
+
+    These ADCore writers hold one array per file; in Capture/Stream mode the simulator keeps
+    the first array of the capture (ADCore would open a new numbered file per array).
+    """
+
+    FORMATS = {"NDFileTIFF": "TIFF", "NDFileJPEG": "JPEG", "NDFileMagick": "TIFF"}
+
+    def __init__(self, path: str, shape, dtype, plugin_type: str, quality: int = 100):
+        self.path = path
+        self.shape = tuple(shape)
+        self.fmt = self.FORMATS.get(plugin_type)
+        self.quality = quality
+        self.ds = None
+        self.t_open = self.t_flush = time.time()
+        self.first: np.ndarray | None = None
+        with open(path, "wb"):
+            pass  # created at open, as ADCore does
+
+    def create_data(self, comp: dict) -> None:
+        self.ds = True
+
+    def append(self, arr: NDArr, flush: bool = True) -> float:
+        if self.first is None:
+            self.first = np.array(arr.data)
+        return 0.0
+
+    def close(self) -> None:
+        if self.first is None or self.fmt is None:
+            return
+        from PIL import Image
+
+        a = self.first
+        if self.fmt == "JPEG" and a.dtype != np.uint8:
+            a = np.clip(a, 0, 255).astype(np.uint8)
+        elif a.dtype == np.int8:
+            a = a.view(np.uint8)
+        elif a.dtype == np.uint32:
+            a = a.astype(np.int32)
+        elif a.dtype == np.float64:
+            a = a.astype(np.float32)
+        img = Image.fromarray(a)
+        kw = {"quality": self.quality} if self.fmt == "JPEG" else {}
+        img.save(self.path, format=self.fmt, **kw)
+
+
+class FileBehaviour(HDF5Behaviour):
+    """NDFileTIFF / NDFileJPEG / NDFileNetCDF / NDFileNexus / NDFileMagick: FilePath checks,
+    numbering, Capture and FullFileName like HDF1; TIFF and JPEG (and Magick, as TIFF) files
+    are written with Pillow; netCDF and Nexus files are created empty (not modelled)."""
+
+    async def open_file(self, shape, dtype) -> bool:
+        path = self.get("FilePath_RBV") or self.get("FilePath")
+        if not await self.check_path(path):
+            return False
+        fname = self._next_name()
+        quality = int(self.get("JPEGQuality")) if "JPEGQuality" in self.specs else 100
+        try:
+            self.writer = await self._run(ImageFileWriter, fname, tuple(shape), dtype,
+                                          self.plugin_type, quality)
+        except Exception as ex:  # noqa: BLE001 - reported like ADCore does
+            self.writer = None
+            await self.message(f"Error opening file {fname}: {ex}", error=True)
+            return False
+        await self.set("FullFileName_RBV", fname)
+        if self.get("AutoIncrement") == "Yes":
+            n = int(self.get("FileNumber_RBV")) + 1
+            await self.set("FileNumber", n)
+            await self.set("FileNumber_RBV", n)
+        await self.message(f"Opened {fname}")
+        return True
+
+    async def write_frame(self, arr: NDArr) -> None:
+        if self.writer.ds is None:
+            await self._run(self.writer.create_data, {})
+        await self._run(self.writer.append, arr, True)
+
+
+class PassThroughBehaviour(PluginBehaviour):
+    """A plugin the simulator does not model (Proc1, Trans1, Over1, CC1, CB1, ...): arrays
+    pass through unchanged, so chains such as Proc1 -> ROI1 -> Stats1 still see frames."""
+
+    async def process(self, arr: NDArr) -> NDArr | None:
+        return arr
+
+
+#: File-writing plugins of the common set (behaviour FileBehaviour).
+FILE_PLUGINS = frozenset({"TIFF1:", "JPEG1:", "netCDF1:", "Nexus1:", "Magick1:"})
+
 PLUGIN_BEHAVIOUR = {
     "image1:": ImageBehaviour,
     "Pva1:": PvaBehaviour,
@@ -913,7 +1003,8 @@ class SimDetectorIOC(PVGroup):
                  positions: Callable[[], dict[str, float]] | None = None, **kwargs):
         if data_type not in DTYPES:
             raise ValueError(f"data_type must be one of {sorted(DTYPES)}")
-        super().__init__(prefix, **kwargs)
+        # caproto expands {macros} in prefixes with str.format: keep braces literal
+        super().__init__(prefix.replace("{", "{{").replace("}", "}}"), **kwargs)
         self.data_dir = Path(data_dir)
         self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
         self.positions = positions
@@ -928,10 +1019,12 @@ class SimDetectorIOC(PVGroup):
                                                      if data_type != "Int8" else np.uint8))}
         groups = {}
         for suffix, (_, ptype, port, upstream) in _groups().items():
-            base = CamBehaviour if suffix == "cam1:" else PLUGIN_BEHAVIOUR[suffix]
+            base = CamBehaviour if suffix == "cam1:" else PLUGIN_BEHAVIOUR.get(
+                suffix, FileBehaviour if suffix in FILE_PLUGINS else PassThroughBehaviour)
             overrides = array_kw if suffix == "image1:" else {}
             cls = make_group_class(suffix, base=base, overrides=overrides)
-            grp = cls(prefix=prefix + suffix, ioc=self, parent=self)
+            grp = cls(prefix=(prefix + suffix).replace("{", "{{").replace("}", "}}"),
+                      ioc=self, parent=self)
             if suffix != "cam1:":
                 grp.plugin_type, grp.port = ptype, port
             groups[suffix] = (grp, ptype, port, upstream)
@@ -943,6 +1036,8 @@ class SimDetectorIOC(PVGroup):
         self.hdf1 = groups["HDF1:"][0]
         self.plugins: list[PluginBehaviour] = [self.roi1, self.stats1, self.hdf1, self.image,
                                                self.pva]
+        self.plugins += [g for sfx, (g, *_) in groups.items()
+                         if sfx != "cam1:" and g not in self.plugins]
         for grp, *_ in groups.values():
             self.pvdb.update(grp.pvdb)
         self._initial_values(groups, data_type)
