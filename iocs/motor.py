@@ -33,6 +33,12 @@ Modelled (synApps motorRecord semantics, checked against motorRecord.html / moto
   write does not move; with FOFF=Variable it changes OFF so that RBV becomes VAL, with
   FOFF=Frozen it redefines the dial position (DVAL/DRBV) instead.  A DVAL write in Set mode
   redefines the dial position.  Soft limits are not checked in Set mode (as in the record).
+  A Set-mode load takes two processings, as with a real controller (LOAD_POS + GET_INFO):
+  the first posts DMOV=0, OFF, the readbacks, VAL and the limits; the second, one driver poll
+  (SET_LOAD_SECONDS) later, re-posts the readbacks and DMOV=1, and only then does a
+  put-completion finish (ophyd's ``set_current_position`` then sees the new position).
+* Record names: any legal EPICS record-name characters, braces included
+  (``XF:31IDA-OP{Tbl-Ax:X1}Mtr``); :func:`make_motors` takes a list of names.
 * Limit switches: a hard travel range in dial coordinates (by default the soft range at
   construction widened by 5% of its span on each side).  Reaching it stops the motor there
   and sets the user switch (HLS/LLS, swapped when DIR=Neg); the record then sets VAL=RBV.
@@ -116,8 +122,9 @@ FLUSH_SECONDS = 0.003
 
 
 #: Delay between the two processings of a Set-mode position load (the controller's reply
-#: to LOAD_POS/GET_INFO); long enough for a client's limit callbacks to run first.
-SET_LOAD_SECONDS = 0.05
+#: to LOAD_POS/GET_INFO, one driver poll later); long enough for a client's limit callbacks
+#: to run before the put completes.
+SET_LOAD_SECONDS = 0.1
 
 
 async def _flush() -> None:
@@ -556,11 +563,15 @@ class MotorRecord(PVGroup):
         idle = not self._busy
         if idle:
             await self._set_dmov(0)
-        await self._post_limits()
+        # First processing: the new offset and the user readback computed from it, then the
+        # user limits (clients re-read control limits on those, which may take a while: the
+        # readback's monitor goes out first).
+        await self._post(f.user_offset, self._off)
+        await self._post_readback()
         await self._post(self.motor, self._user(self._dval))
         await self._post(f.dial_desired_value, self._dval)
         await self._post(f.raw_desired_value, self._raw(self._dval))
-        await self._post(f.user_offset, self._off)
+        await self._post_limits()
         await _flush()
         # The controller answers GET_INFO a poll later: the second processing.
         await asyncio.sleep(SET_LOAD_SECONDS)

@@ -75,6 +75,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -333,6 +334,38 @@ def _errno_first(ex: Exception) -> str:
     return text
 
 
+_CONVERSION = re.compile(r"%[-+ #0]*(?:\*|\d+)?(?:\.(?:\*|\d+))?(?:hh|h|ll|l|L|z|j|t)?"
+                         r"([diouxXeEfFgGcs%])")
+
+
+def c_format(template: str, args: tuple) -> str:
+    """Format like C's (epicsS)nprintf, as ADCore does with ``FileTemplate``: surplus
+    arguments are ignored (``"%s%s.h5"`` gives ``<path><name>.h5``), each conversion takes
+    the next argument, a missing one formats as empty/0."""
+    out, pos, i = [], 0, 0
+    for m in _CONVERSION.finditer(template):
+        out.append(template[pos:m.start()])
+        pos = m.end()
+        spec, conv = m.group(0), m.group(1)
+        if conv == "%":
+            out.append("%")
+            continue
+        spec = re.sub(r"(hh|h|ll|l|L|z|j|t)(?=[diouxXeEfFgGcs]$)", "", spec).replace("*", "")
+        arg = args[i] if i < len(args) else None
+        i += 1
+        try:
+            if conv == "s":
+                out.append(spec % ("" if arg is None else str(arg)))
+            elif conv in "cdiouxX":
+                out.append(spec.replace("u", "d") % int(arg or 0))
+            else:
+                out.append(spec % float(arg or 0))
+        except (TypeError, ValueError):
+            out.append("")
+    out.append(template[pos:])
+    return "".join(out)
+
+
 def create_directories(path: str, depth: int) -> None:
     """ADCore's CreateDirectory semantics (see module docstring)."""
     if depth == 0 or not path:
@@ -395,8 +428,10 @@ class CamBehaviour(_Base):
                 raise ValueError(f"unsupported data type {value!r}")
             if ioc.acquiring:
                 raise ValueError("cannot change DataType while acquiring")
-            await ioc.set_data_type(value)
+            # As the driver: DataType_RBV is set within the write (the last write wins); the
+            # frame bank follows in the background, before the next acquisition starts.
             await self.set("DataType_RBV", value)
+            ioc.request_data_type(value)
         elif name in ("SizeX", "SizeY", "MinX", "MinY"):
             value = int(value)
             await self.set(name + "_RBV", value)
@@ -709,12 +744,20 @@ class HDF5Behaviour(PluginBehaviour):
         return value
 
     async def check_path(self, path: str) -> bool:
-        if path and not path.endswith("/"):
-            path += "/"
+        """Like ADCore's NDPluginFile::checkPath: an empty path changes nothing; one trailing
+        "/" is stripped before stat() (so "/" itself does not exist); an existing directory
+        gets its terminator back."""
+        if not path:
+            await self.set("FilePath_RBV", path)
+            return self.get("FilePathExists_RBV") == "Yes"
         depth = int(self.get("CreateDirectory"))
         if depth:
-            await self._run(create_directories, path, depth)
-        exists = bool(path) and os.path.isdir(path)
+            await self._run(create_directories, path if path.endswith("/") else path + "/",
+                            depth)
+        bare = path[:-1] if path.endswith(("/", "\\")) else path
+        exists = bool(bare) and os.path.isdir(bare)
+        if exists:
+            path = bare + "/"
         await self.set("FilePath_RBV", path)
         await self.set("FilePathExists_RBV", "Yes" if exists else "No")
         if not exists:
@@ -727,10 +770,7 @@ class HDF5Behaviour(PluginBehaviour):
         if path and not path.endswith("/"):
             path += "/"
         num = int(self.get("FileNumber_RBV"))
-        try:
-            return tmpl % (path, self.get("FileName"), num)
-        except (TypeError, ValueError):
-            return f"{path}{self.get('FileName')}_{num:06d}.h5"
+        return c_format(tmpl, (path, self.get("FileName"), num))
 
     async def open_file(self, shape, dtype) -> bool:
         """Open the next file; FileNumber incremented (AutoIncrement) before returning."""
@@ -1113,12 +1153,24 @@ class SimDetectorIOC(PVGroup):
         while any(p.pending for p in self.plugins) and time.monotonic() < t_end:
             await asyncio.sleep(0.001)
 
-    async def set_data_type(self, name: str) -> None:
-        if name == self.synth.dtype_name:
-            return
-        loop = asyncio.get_running_loop()
-        self.synth = await loop.run_in_executor(None, FrameSynth, self.frame_shape, name)
-        await self.update_cam_geometry()
+    def request_data_type(self, name: str) -> None:
+        """Rebuild the frame bank for ``name`` (the latest request wins), in the background."""
+        self._dtype_wanted = name
+        self.schedule(self.set_data_type())
+
+    async def set_data_type(self, name: str | None = None) -> None:
+        """Make the frame bank match the latest requested data type (serialised)."""
+        if name is not None:
+            self._dtype_wanted = name
+        if getattr(self, "_dtype_lock", None) is None:
+            self._dtype_lock = asyncio.Lock()
+        async with self._dtype_lock:
+            wanted = getattr(self, "_dtype_wanted", None)
+            if wanted is None or wanted == self.synth.dtype_name:
+                return
+            loop = asyncio.get_running_loop()
+            self.synth = await loop.run_in_executor(None, FrameSynth, self.frame_shape, wanted)
+            await self.update_cam_geometry()
 
     def _geometry(self):
         ny, nx = self.frame_shape
@@ -1200,6 +1252,7 @@ class SimDetectorIOC(PVGroup):
         cam = self.cam
         aborted = False
         try:
+            await self.set_data_type()  # a DataType write still being applied
             mode = cam.get("ImageMode")
             total = {"Single": 1, "Multiple": max(int(cam.get("NumImages")), 1)}.get(
                 mode, float("inf"))
