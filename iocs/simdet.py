@@ -821,7 +821,8 @@ class HDF5Behaviour(PluginBehaviour):
                 await self._run(w.close)
             except Exception as ex:  # noqa: BLE001 - e.g. disk full: reported, the put succeeds
                 await self.message(f"Error closing {w.path}: {ex}", error=True)
-            await self.set("RunTime", time.time() - w.t_open)
+            if "RunTime" in self.specs:  # NDFileHDF5 only
+                await self.set("RunTime", time.time() - w.t_open)
 
     async def start_capture(self) -> bool:
         mode = self.get("FileWriteMode")

@@ -77,7 +77,7 @@ def _map_path(value, ioc_side: bool):
     tmp, root = paths
     is_path = isinstance(value, Path)
     s = str(value) if is_path else value
-    if not isinstance(s, str):
+    if not isinstance(s, str) or s.startswith(root):  # already mapped (private dir in /tmp)
         return value
     if s.startswith(DOCKER_TMP):
         s = tmp + s[len(DOCKER_TMP) :]
@@ -93,6 +93,24 @@ def _patch_module(mod) -> None:
         if hasattr(mod, name):
             ioc_side = name in ("AD_IOC_MOUNT_PATH", "WRITE_PATH_TEMPLATE")
             setattr(mod, name, _map_path(getattr(mod, name), ioc_side))
+
+
+def _patch_components(mod) -> None:
+    """Path keyword arguments of the module's device classes' components (bound at import)."""
+    try:
+        from ophyd import Device
+    except ImportError:  # pragma: no cover
+        return
+    for obj in list(vars(mod).values()):
+        if not (isinstance(obj, type) and issubclass(obj, Device)):
+            continue
+        for cpt in getattr(obj, "_sig_attrs", {}).values():
+            kw = getattr(cpt, "kwargs", None)
+            if not isinstance(kw, dict):
+                continue
+            for key, ioc_side in (("write_path_template", True), ("read_path_template", False)):
+                if key in kw:
+                    kw[key] = _map_path(kw[key], ioc_side)
 
 
 def _patch_params(obj):
@@ -128,10 +146,12 @@ def pytest_collection_modifyitems(config, items):
     seen = set()
     for item in items:
         mod = item.module
-        if id(mod) not in seen:
+        apstools = mod.__name__.startswith("apstools.")
+        if apstools and id(mod) not in seen:
             seen.add(id(mod))
             _patch_module(mod)
-        if getattr(item, "callspec", None) is not None:
+            _patch_components(mod)
+        if apstools and getattr(item, "callspec", None) is not None:
             for v in item.callspec.params.values():
                 _patch_params(v)
         entry = entry_for(item, lists["out_of_scope"])
