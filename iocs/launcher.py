@@ -105,6 +105,7 @@ def _stop(procs: list[subprocess.Popen], timeout: float = 15.0) -> list[int | No
 
 def launch(args, wait_until_answering, motor_fields) -> int:
     from adscan.iocs.ad_table import all_pv_names
+    from adscan.iocs.server import motor_names
 
     port = epics_env.ca_port()
     ad_port = args.ad_port or epics_env.ad_ca_port(port)
@@ -126,6 +127,9 @@ def launch(args, wait_until_answering, motor_fields) -> int:
             args.prefix_motors,
             "--motor-count",
             str(args.motor_count),
+            *(["--motor-names", args.motor_names] if args.motor_names else []),
+            "--bits",
+            str(args.bits),
             "--velocity",
             str(args.velocity),
             "--port",
@@ -135,7 +139,7 @@ def launch(args, wait_until_answering, motor_fields) -> int:
         ],
         death_signal=signal.SIGKILL,
     )
-    names = [f"{args.prefix_motors}m{i + 1}" for i in range(args.motor_count)]
+    names = [f"{args.prefix_motors}{n}" for n in motor_names(args)]
     env = dict(os.environ)  # the AD IOC finds the motors by their explicit port
     words = env.get("EPICS_CA_ADDR_LIST", "").split()
     if epics_env.is_loopback_list(" ".join(words)) and f"127.0.0.1:{port}" not in words:

@@ -33,6 +33,12 @@ Modelled (synApps motorRecord semantics, checked against motorRecord.html / moto
   write does not move; with FOFF=Variable it changes OFF so that RBV becomes VAL, with
   FOFF=Frozen it redefines the dial position (DVAL/DRBV) instead.  A DVAL write in Set mode
   redefines the dial position.  Soft limits are not checked in Set mode (as in the record).
+  A Set-mode load takes two processings, as with a real controller (LOAD_POS + GET_INFO):
+  the first posts DMOV=0, OFF, the readbacks, VAL and the limits; the second, one driver poll
+  (SET_LOAD_SECONDS) later, re-posts the readbacks and DMOV=1, and only then does a
+  put-completion finish (ophyd's ``set_current_position`` then sees the new position).
+* Record names: any legal EPICS record-name characters, braces included
+  (``XF:31IDA-OP{Tbl-Ax:X1}Mtr``); :func:`make_motors` takes a list of names.
 * Limit switches: a hard travel range in dial coordinates (by default the soft range at
   construction widened by 5% of its span on each side).  Reaching it stops the motor there
   and sets the user switch (HLS/LLS, swapped when DIR=Neg); the record then sets VAL=RBV.
@@ -73,7 +79,7 @@ from caproto import SkipWrite
 from caproto.server import PVGroup, PvpropertyDouble, pvproperty
 from caproto.server.records import MotorFields
 
-__all__ = ["MotorRecord", "make_motors"]
+__all__ = ["MotorRecord", "check_record_name", "literal_prefix", "make_motors"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +119,12 @@ class _MotorValData(PvpropertyDouble):
 #: wait twice that (at least FLUSH_SECONDS) after posting so that, as with a real IOC, a
 #: client sees the monitors of a put before its completion.
 FLUSH_SECONDS = 0.003
+
+
+#: Delay between the two processings of a Set-mode position load (the controller's reply
+#: to LOAD_POS/GET_INFO, one driver poll later); long enough for a client's limit callbacks
+#: to run before the put completes.
+SET_LOAD_SECONDS = 0.1
 
 
 async def _flush() -> None:
@@ -196,7 +208,8 @@ class MotorRecord(PVGroup):
         hard_limit_margin: float | None = None,
         **kwargs,
     ):
-        super().__init__(prefix=prefix, **kwargs)
+        check_record_name(prefix)
+        super().__init__(prefix=literal_prefix(prefix), **kwargs)
         self.tick_rate_hz = float(tick_rate_hz) if tick_rate_hz and tick_rate_hz > 0 else 20.0
         # Internal state ("the hardware"); the channels mirror it.
         self._dial = 0.0          # dial position
@@ -496,9 +509,7 @@ class MotorRecord(PVGroup):
             self._dial = self._dval = dial
             if f.offset_freeze_switch.value == "Variable":
                 self._off = user_before - self._sign * dial
-                await self._post_limits()
-            await self._post_user()
-            await self._pulse_dmov()
+            await self._load_position()
             return
         if not self._dial_ok(dial):
             await self._refuse()
@@ -529,7 +540,12 @@ class MotorRecord(PVGroup):
         await self._pulse_dmov()
 
     async def _calibrate_user(self, value: float) -> None:
-        """SET=Set: redefine the position so that RBV == value, without motion."""
+        """SET=Set: redefine the position so that RBV == value, without motion.
+
+        Like the real record: the first processing posts VAL/OFF/limits and DMOV=0 (it sends
+        LOAD_POS + GET_INFO to the controller); the readbacks and DMOV=1 come from a later
+        processing (the driver's callback), and only then does a put-completion finish.
+        """
         f = self.fields
         if not math.isfinite(value):
             await self._refuse()
@@ -539,8 +555,31 @@ class MotorRecord(PVGroup):
         else:
             self._off = value - self._sign * self._dial
             self._dval = self._dial
+        await self._load_position()
+
+    async def _load_position(self) -> None:
+        """The two processings of a Set-mode position load (see :meth:`_calibrate_user`)."""
+        f = self.fields
+        idle = not self._busy
+        if idle:
+            await self._set_dmov(0)
+        # First processing: the new offset and the user readback computed from it, then the
+        # user limits (clients re-read control limits on those, which may take a while: the
+        # readback's monitor goes out first).
+        await self._post(f.user_offset, self._off)
+        await self._post_readback()
+        await self._post(self.motor, self._user(self._dval))
+        await self._post(f.dial_desired_value, self._dval)
+        await self._post(f.raw_desired_value, self._raw(self._dval))
+        await self._post_limits()
+        await _flush()
+        # The controller answers GET_INFO a poll later: the second processing.
+        await asyncio.sleep(SET_LOAD_SECONDS)
         await self._post_user()
-        await self._pulse_dmov()
+        await _flush()
+        if idle and not self._busy:
+            await self._set_dmov(1)
+            await _flush()
 
     async def home(self, which: str) -> None:
         """HOMF/HOMR: move to the home position (dial 0), ignoring soft limits."""
@@ -868,6 +907,53 @@ async def rec_post_flush(channel, value) -> None:
     await _flush()
 
 
-def make_motors(prefix: str = "gp:", count: int = 4, **kwargs) -> list[MotorRecord]:
-    """``count`` motor records ``<prefix>m1 .. <prefix>m<count>`` (kwargs go to MotorRecord)."""
-    return [MotorRecord(prefix=f"{prefix}m{i}", **kwargs) for i in range(1, count + 1)]
+#: EPICS base (dbRecordNameValidate) refuses these characters in record names; everything
+#: else printable is legal, braces included (common in NSLS-II names such as
+#: ``XF:31IDA-OP{Tbl-Ax:X1}Mtr``).  "." separates the field name, "$" starts a macro.
+_BAD_RECORD_NAME_CHARS = frozenset(" \t\"'.$")
+#: PVNAME_STRINGSZ (61) minus the terminating NUL.
+RECORD_NAME_MAX = 60
+
+
+def check_record_name(name: str) -> str:
+    """Return ``name`` if it is a legal EPICS record name, else raise ValueError saying why."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("a record name must be a non-empty string")
+    bad = sorted({c for c in name if c in _BAD_RECORD_NAME_CHARS or not " " < c <= "~"})
+    if bad:
+        raise ValueError(f"record name {name!r}: characters {bad!r} are not allowed")
+    if len(name) > RECORD_NAME_MAX:
+        raise ValueError(f"record name {name!r} is longer than {RECORD_NAME_MAX} characters")
+    return name
+
+
+def literal_prefix(prefix: str) -> str:
+    """``prefix`` escaped for caproto's PVGroup, which expands ``{macros}`` with str.format."""
+    return prefix.replace("{", "{{").replace("}", "}}")
+
+
+#: The default motor record names (after the prefix).
+DEFAULT_MOTOR_NAMES = ("m1", "m2", "m3", "m4")
+
+
+def make_motors(
+    prefix: str = "gp:",
+    count: int | None = None,
+    *,
+    names: list[str] | tuple[str, ...] | None = None,
+    **kwargs,
+) -> list[MotorRecord]:
+    """Motor records ``<prefix><name>`` for each of ``names`` (kwargs go to MotorRecord).
+
+    Without ``names``: ``m1 .. m<count>`` (count 4 by default).  Any legal EPICS record-name
+    characters may appear in the prefix and the names, braces included.
+    """
+    if names is None:
+        names = [f"m{i}" for i in range(1, (4 if count is None else count) + 1)]
+    elif count is not None and count != len(names):
+        raise ValueError(f"count={count} but {len(names)} motor names given")
+    names = list(names)
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate motor names in {names}")
+    full = [check_record_name(f"{prefix}{name}") for name in names]
+    return [MotorRecord(prefix=name, **kwargs) for name in full]

@@ -42,7 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prefix-motors", default=ioc["motors_prefix"],
                    help=f"motor record prefix ({ioc['motors_prefix']})")
     p.add_argument("--motor-count", type=int, default=ioc["motor_count"],
-                   help=f"number of motors m1..mN ({ioc['motor_count']})")
+                   help=f"number of motors m1..mN ({ioc['motor_count']}), unless --motor-names")
+    p.add_argument("--motor-names", default=None,
+                   help="comma-separated motor record names after the prefix (m1,m2,m3,m4); "
+                        "any legal EPICS record-name characters, e.g. 'Mtr'")
+    p.add_argument("--bits", type=int, default=0,
+                   help="also serve N synApps bo records <prefix-motors>gp:bit1..N (0)")
     p.add_argument("--velocity", type=float, default=ioc["motor_velocity"],
                    help=f"motor velocity, units/s ({ioc['motor_velocity']:g})")
     p.add_argument("--prefix-ad", default=ioc["ad_prefix"],
@@ -70,19 +75,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def motor_names(args: argparse.Namespace) -> list[str]:
+    """The motor record names after the prefix: ``--motor-names``, else m1..m<count>."""
+    if args.motor_names:
+        return [n.strip() for n in args.motor_names.split(",") if n.strip()]
+    return [f"m{i + 1}" for i in range(args.motor_count)]
+
+
 def build(args: argparse.Namespace, detector: bool = True):
     """Create the motor records and (caproto AD) the detector; return (motors, detector, pvdb)."""
+    from adscan.iocs.gp_extras import make_bits
     from adscan.iocs.motor import make_motors
 
-    motors = make_motors(args.prefix_motors, args.motor_count, velocity=args.velocity)
+    names = motor_names(args)
+    try:
+        motors = make_motors(args.prefix_motors, names=names, velocity=args.velocity)
+    except ValueError as ex:
+        raise SystemExit(f"adscan ioc: {ex}") from None
+    extras = [make_bits(args.prefix_motors, args.bits)] if args.bits > 0 else []
     if not detector:
         pvdb: dict = {}
-        for m in motors:
-            pvdb.update(m.pvdb)
+        for group in (*motors, *extras):
+            pvdb.update(group.pvdb)
         return motors, None, pvdb
     from adscan.iocs.simdet import SimDetectorIOC
-
-    names = [f"m{i + 1}" for i in range(len(motors))]
 
     def positions() -> dict[str, float]:
         return {name: m.position for name, m in zip(names, motors, strict=True)}
@@ -96,7 +112,7 @@ def build(args: argparse.Namespace, detector: bool = True):
         positions=positions,
     )
     pvdb: dict = {}
-    for group in (*motors, detector):
+    for group in (*motors, *extras, detector):
         overlap = pvdb.keys() & group.pvdb.keys()
         if overlap:
             raise SystemExit(f"adscan ioc: duplicate PV names {sorted(overlap)[:5]}")
@@ -171,7 +187,7 @@ async def serve(args: argparse.Namespace) -> int:
             await _shutdown(server, detector)
             return 1
         print(
-            f"READY adscan-ioc pvs={len(pvdb)} motors={args.prefix_motors}m1..m{len(motors)} "
+            f"READY adscan-ioc pvs={len(pvdb)} motors={','.join(m.prefix for m in motors)} "
             f"detector={args.prefix_ad} port={ctx.port} data_dir={args.data_dir} "
             f"startup_s={time.monotonic() - t_start:.2f} check_s={seconds:.2f}",
             flush=True,

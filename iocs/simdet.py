@@ -75,6 +75,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -333,6 +334,38 @@ def _errno_first(ex: Exception) -> str:
     return text
 
 
+_CONVERSION = re.compile(r"%[-+ #0]*(?:\*|\d+)?(?:\.(?:\*|\d+))?(?:hh|h|ll|l|L|z|j|t)?"
+                         r"([diouxXeEfFgGcs%])")
+
+
+def c_format(template: str, args: tuple) -> str:
+    """Format like C's (epicsS)nprintf, as ADCore does with ``FileTemplate``: surplus
+    arguments are ignored (``"%s%s.h5"`` gives ``<path><name>.h5``), each conversion takes
+    the next argument, a missing one formats as empty/0."""
+    out, pos, i = [], 0, 0
+    for m in _CONVERSION.finditer(template):
+        out.append(template[pos:m.start()])
+        pos = m.end()
+        spec, conv = m.group(0), m.group(1)
+        if conv == "%":
+            out.append("%")
+            continue
+        spec = re.sub(r"(hh|h|ll|l|L|z|j|t)(?=[diouxXeEfFgGcs]$)", "", spec).replace("*", "")
+        arg = args[i] if i < len(args) else None
+        i += 1
+        try:
+            if conv == "s":
+                out.append(spec % ("" if arg is None else str(arg)))
+            elif conv in "cdiouxX":
+                out.append(spec.replace("u", "d") % int(arg or 0))
+            else:
+                out.append(spec % float(arg or 0))
+        except (TypeError, ValueError):
+            out.append("")
+    out.append(template[pos:])
+    return "".join(out)
+
+
 def create_directories(path: str, depth: int) -> None:
     """ADCore's CreateDirectory semantics (see module docstring)."""
     if depth == 0 or not path:
@@ -395,8 +428,10 @@ class CamBehaviour(_Base):
                 raise ValueError(f"unsupported data type {value!r}")
             if ioc.acquiring:
                 raise ValueError("cannot change DataType while acquiring")
-            await ioc.set_data_type(value)
+            # As the driver: DataType_RBV is set within the write (the last write wins); the
+            # frame bank follows in the background, before the next acquisition starts.
             await self.set("DataType_RBV", value)
+            ioc.request_data_type(value)
         elif name in ("SizeX", "SizeY", "MinX", "MinY"):
             value = int(value)
             await self.set(name + "_RBV", value)
@@ -709,12 +744,20 @@ class HDF5Behaviour(PluginBehaviour):
         return value
 
     async def check_path(self, path: str) -> bool:
-        if path and not path.endswith("/"):
-            path += "/"
+        """Like ADCore's NDPluginFile::checkPath: an empty path changes nothing; one trailing
+        "/" is stripped before stat() (so "/" itself does not exist); an existing directory
+        gets its terminator back."""
+        if not path:
+            await self.set("FilePath_RBV", path)
+            return self.get("FilePathExists_RBV") == "Yes"
         depth = int(self.get("CreateDirectory"))
         if depth:
-            await self._run(create_directories, path, depth)
-        exists = bool(path) and os.path.isdir(path)
+            await self._run(create_directories, path if path.endswith("/") else path + "/",
+                            depth)
+        bare = path[:-1] if path.endswith(("/", "\\")) else path
+        exists = bool(bare) and os.path.isdir(bare)
+        if exists:
+            path = bare + "/"
         await self.set("FilePath_RBV", path)
         await self.set("FilePathExists_RBV", "Yes" if exists else "No")
         if not exists:
@@ -727,10 +770,7 @@ class HDF5Behaviour(PluginBehaviour):
         if path and not path.endswith("/"):
             path += "/"
         num = int(self.get("FileNumber_RBV"))
-        try:
-            return tmpl % (path, self.get("FileName"), num)
-        except (TypeError, ValueError):
-            return f"{path}{self.get('FileName')}_{num:06d}.h5"
+        return c_format(tmpl, (path, self.get("FileName"), num))
 
     async def open_file(self, shape, dtype) -> bool:
         """Open the next file; FileNumber incremented (AutoIncrement) before returning."""
@@ -781,7 +821,8 @@ class HDF5Behaviour(PluginBehaviour):
                 await self._run(w.close)
             except Exception as ex:  # noqa: BLE001 - e.g. disk full: reported, the put succeeds
                 await self.message(f"Error closing {w.path}: {ex}", error=True)
-            await self.set("RunTime", time.time() - w.t_open)
+            if "RunTime" in self.specs:  # NDFileHDF5 only
+                await self.set("RunTime", time.time() - w.t_open)
 
     async def start_capture(self) -> bool:
         mode = self.get("FileWriteMode")
@@ -879,6 +920,96 @@ class HDF5Behaviour(PluginBehaviour):
         self.executor.shutdown(wait=True)
 
 
+class ImageFileWriter:
+    """One-image file of NDFileTIFF/NDFileJPEG/NDFileMagick, written by Pillow.
+
+    These ADCore writers hold one array per file; in Capture/Stream mode the simulator keeps
+    the first array of the capture (ADCore would open a new numbered file per array).
+    """
+
+    FORMATS = {"NDFileTIFF": "TIFF", "NDFileJPEG": "JPEG", "NDFileMagick": "TIFF"}
+
+    def __init__(self, path: str, shape, dtype, plugin_type: str, quality: int = 100):
+        self.path = path
+        self.shape = tuple(shape)
+        self.fmt = self.FORMATS.get(plugin_type)
+        self.quality = quality
+        self.ds = None
+        self.t_open = self.t_flush = time.time()
+        self.first: np.ndarray | None = None
+        with open(path, "wb"):
+            pass  # created at open, as ADCore does
+
+    def create_data(self, comp: dict) -> None:
+        self.ds = True
+
+    def append(self, arr: NDArr, flush: bool = True) -> float:
+        if self.first is None:
+            self.first = np.array(arr.data)
+        return 0.0
+
+    def close(self) -> None:
+        if self.first is None or self.fmt is None:
+            return
+        from PIL import Image
+
+        a = self.first
+        if self.fmt == "JPEG" and a.dtype != np.uint8:
+            a = np.clip(a, 0, 255).astype(np.uint8)
+        elif a.dtype == np.int8:
+            a = a.view(np.uint8)
+        elif a.dtype == np.uint32:
+            a = a.astype(np.int32)
+        elif a.dtype == np.float64:
+            a = a.astype(np.float32)
+        img = Image.fromarray(a)
+        kw = {"quality": self.quality} if self.fmt == "JPEG" else {}
+        img.save(self.path, format=self.fmt, **kw)
+
+
+class FileBehaviour(HDF5Behaviour):
+    """NDFileTIFF / NDFileJPEG / NDFileNetCDF / NDFileNexus / NDFileMagick: FilePath checks,
+    numbering, Capture and FullFileName like HDF1; TIFF and JPEG (and Magick, as TIFF) files
+    are written with Pillow; netCDF and Nexus files are created empty (not modelled)."""
+
+    async def open_file(self, shape, dtype) -> bool:
+        path = self.get("FilePath_RBV") or self.get("FilePath")
+        if not await self.check_path(path):
+            return False
+        fname = self._next_name()
+        quality = int(self.get("JPEGQuality")) if "JPEGQuality" in self.specs else 100
+        try:
+            self.writer = await self._run(ImageFileWriter, fname, tuple(shape), dtype,
+                                          self.plugin_type, quality)
+        except Exception as ex:  # noqa: BLE001 - reported like ADCore does
+            self.writer = None
+            await self.message(f"Error opening file {fname}: {ex}", error=True)
+            return False
+        await self.set("FullFileName_RBV", fname)
+        if self.get("AutoIncrement") == "Yes":
+            n = int(self.get("FileNumber_RBV")) + 1
+            await self.set("FileNumber", n)
+            await self.set("FileNumber_RBV", n)
+        await self.message(f"Opened {fname}")
+        return True
+
+    async def write_frame(self, arr: NDArr) -> None:
+        if self.writer.ds is None:
+            await self._run(self.writer.create_data, {})
+        await self._run(self.writer.append, arr, True)
+
+
+class PassThroughBehaviour(PluginBehaviour):
+    """A plugin the simulator does not model (Proc1, Trans1, Over1, CC1, CB1, ...): arrays
+    pass through unchanged, so chains such as Proc1 -> ROI1 -> Stats1 still see frames."""
+
+    async def process(self, arr: NDArr) -> NDArr | None:
+        return arr
+
+
+#: File-writing plugins of the common set (behaviour FileBehaviour).
+FILE_PLUGINS = frozenset({"TIFF1:", "JPEG1:", "netCDF1:", "Nexus1:", "Magick1:"})
+
 PLUGIN_BEHAVIOUR = {
     "image1:": ImageBehaviour,
     "Pva1:": PvaBehaviour,
@@ -913,7 +1044,8 @@ class SimDetectorIOC(PVGroup):
                  positions: Callable[[], dict[str, float]] | None = None, **kwargs):
         if data_type not in DTYPES:
             raise ValueError(f"data_type must be one of {sorted(DTYPES)}")
-        super().__init__(prefix, **kwargs)
+        # caproto expands {macros} in prefixes with str.format: keep braces literal
+        super().__init__(prefix.replace("{", "{{").replace("}", "}}"), **kwargs)
         self.data_dir = Path(data_dir)
         self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
         self.positions = positions
@@ -928,10 +1060,12 @@ class SimDetectorIOC(PVGroup):
                                                      if data_type != "Int8" else np.uint8))}
         groups = {}
         for suffix, (_, ptype, port, upstream) in _groups().items():
-            base = CamBehaviour if suffix == "cam1:" else PLUGIN_BEHAVIOUR[suffix]
+            base = CamBehaviour if suffix == "cam1:" else PLUGIN_BEHAVIOUR.get(
+                suffix, FileBehaviour if suffix in FILE_PLUGINS else PassThroughBehaviour)
             overrides = array_kw if suffix == "image1:" else {}
             cls = make_group_class(suffix, base=base, overrides=overrides)
-            grp = cls(prefix=prefix + suffix, ioc=self, parent=self)
+            grp = cls(prefix=(prefix + suffix).replace("{", "{{").replace("}", "}}"),
+                      ioc=self, parent=self)
             if suffix != "cam1:":
                 grp.plugin_type, grp.port = ptype, port
             groups[suffix] = (grp, ptype, port, upstream)
@@ -943,6 +1077,8 @@ class SimDetectorIOC(PVGroup):
         self.hdf1 = groups["HDF1:"][0]
         self.plugins: list[PluginBehaviour] = [self.roi1, self.stats1, self.hdf1, self.image,
                                                self.pva]
+        self.plugins += [g for sfx, (g, *_) in groups.items()
+                         if sfx != "cam1:" and g not in self.plugins]
         for grp, *_ in groups.values():
             self.pvdb.update(grp.pvdb)
         self._initial_values(groups, data_type)
@@ -1018,12 +1154,24 @@ class SimDetectorIOC(PVGroup):
         while any(p.pending for p in self.plugins) and time.monotonic() < t_end:
             await asyncio.sleep(0.001)
 
-    async def set_data_type(self, name: str) -> None:
-        if name == self.synth.dtype_name:
-            return
-        loop = asyncio.get_running_loop()
-        self.synth = await loop.run_in_executor(None, FrameSynth, self.frame_shape, name)
-        await self.update_cam_geometry()
+    def request_data_type(self, name: str) -> None:
+        """Rebuild the frame bank for ``name`` (the latest request wins), in the background."""
+        self._dtype_wanted = name
+        self.schedule(self.set_data_type())
+
+    async def set_data_type(self, name: str | None = None) -> None:
+        """Make the frame bank match the latest requested data type (serialised)."""
+        if name is not None:
+            self._dtype_wanted = name
+        if getattr(self, "_dtype_lock", None) is None:
+            self._dtype_lock = asyncio.Lock()
+        async with self._dtype_lock:
+            wanted = getattr(self, "_dtype_wanted", None)
+            if wanted is None or wanted == self.synth.dtype_name:
+                return
+            loop = asyncio.get_running_loop()
+            self.synth = await loop.run_in_executor(None, FrameSynth, self.frame_shape, wanted)
+            await self.update_cam_geometry()
 
     def _geometry(self):
         ny, nx = self.frame_shape
@@ -1105,6 +1253,7 @@ class SimDetectorIOC(PVGroup):
         cam = self.cam
         aborted = False
         try:
+            await self.set_data_type()  # a DataType write still being applied
             mode = cam.get("ImageMode")
             total = {"Single": 1, "Multiple": max(int(cam.get("NumImages")), 1)}.get(
                 mode, float("inf"))

@@ -41,6 +41,8 @@ SCENARIOS = [
     "velo_zero",
     "homf",
     "hard_limit",
+    "calibration_x20",
+    "set_dmov_pulse",
 ]
 
 IOC_RUNNER = textwrap.dedent(
@@ -53,6 +55,9 @@ IOC_RUNNER = textwrap.dedent(
 
     pvdb = {}
     for m in make_motors(sys.argv[2], 2, velocity=5.0):
+        pvdb.update(m.pvdb)
+    # a record name with braces, as ophyd's CI motor XF:31IDA-OP{Tbl-Ax:X1}Mtr
+    for m in make_motors(sys.argv[2] + "OP{Tbl-Ax:X1}", names=["Mtr"], velocity=5.0):
         pvdb.update(m.pvdb)
 
     async def ready(async_lib):
@@ -347,6 +352,36 @@ CLIENT = textwrap.dedent(
         assert wait_until(lambda: m.limits == (-100.0, 100.0)), m.limits
         return {"stopped_at": rbv}
 
+    @scenario
+    def calibration_x20():
+        # ophyd's own test_calibration, 20 times: RBV must be posted before the put completes
+        move(0.0)
+        bad = []
+        for i in range(20):
+            m.user_offset.put(0, wait=True)
+            old = m.position
+            target = 10.0 + i
+            m.set_current_position(target)
+            if abs(m.position - target) > 1e-9 or m.user_offset.get() != target - old:
+                bad.append((i, m.position, m.user_offset.get()))
+            m.set_current_position(old)
+        m.user_offset.put(0, wait=True)
+        assert not bad, bad
+        return {"runs": 20}
+
+    @scenario
+    def set_dmov_pulse():
+        # Set mode: DMOV 1 -> 0 -> 1 (two processings), no motion, dial unchanged
+        move(1.0)
+        dial0 = g("DRBV")
+        with Rec() as rec:
+            m.set_current_position(5.0)
+        assert pulsed(rec.values), rec.values
+        assert abs(g("DRBV") - dial0) <= tol()
+        m.set_current_position(1.0)
+        m.user_offset.put(0, wait=True)
+        return {"dmov": rec.values}
+
     print("RESULTS " + json.dumps(results), flush=True)
     """
 )
@@ -485,3 +520,75 @@ def test_profile_bad_velocity_is_instant(v):
     p = _Profile(0.0, 1.0, v, 0.2)
     assert p.total == 0.0
     assert p.position(0.0) == (1.0, True)
+
+
+def test_braces_record_name_over_ca(ioc):
+    """A record name with braces is served (caproto's PVGroup would str.format it)."""
+    env = _env()
+    code = (
+        "import sys; from adscan import epics_env;"
+        "epics_env.apply_loopback(ca_port=int(sys.argv[1]));"
+        "import ophyd; ophyd.set_cl('caproto'); from ophyd import EpicsMotor;"
+        "m = EpicsMotor(sys.argv[2], name='m'); m.wait_for_connection(timeout=15);"
+        "m.set(0.5).wait(10); print('POS', m.position)"
+    )
+    name = f"{PREFIX}OP{{Tbl-Ax:X1}}Mtr"
+    out = subprocess.run([sys.executable, "-c", code, str(CA_PORT), name], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "POS 0.5" in out.stdout
+
+
+def test_make_motors_names_and_braces():
+    from adscan.iocs.motor import make_motors
+
+    motors = make_motors("XF:31IDA-OP{Tbl-Ax:X1}", names=["Mtr"])
+    assert [m.prefix for m in motors] == ["XF:31IDA-OP{Tbl-Ax:X1}Mtr"]
+    assert set(motors[0].pvdb) == {"XF:31IDA-OP{Tbl-Ax:X1}Mtr"}
+    rec = motors[0].pvdb["XF:31IDA-OP{Tbl-Ax:X1}Mtr"]
+    assert rec.fields["DMOV"].value == 1
+    assert [m.prefix for m in make_motors("gp:", names=["a", "b<1>", "c[2]"])] == [
+        "gp:a", "gp:b<1>", "gp:c[2]"]
+    assert len(make_motors("gp:")) == 4  # default m1..m4
+
+
+@pytest.mark.parametrize("prefix,names,fragment", [
+    ("gp:", ["m.1"], "not allowed"),
+    ("gp ", ["m1"], "not allowed"),
+    ("gp:", ["m$1"], "not allowed"),
+    ("gp:", ['m"1'], "not allowed"),
+    ("gp:", ["x" * 61], "longer than 60"),
+    ("gp:", ["m1", "m1"], "duplicate"),
+    ("gp:", [""], "non-empty"),
+])
+def test_make_motors_refuses_bad_names(prefix, names, fragment):
+    from adscan.iocs.motor import check_record_name, make_motors
+
+    with pytest.raises(ValueError, match=fragment):
+        if names == [""]:
+            check_record_name("")
+        else:
+            make_motors(prefix, names=names)
+
+
+def test_ioc_cli_refuses_bad_motor_name_before_serving():
+    env = _env()
+    out = subprocess.run([sys.executable, "-m", "adscan.iocs", "--motor-names", "m1,bad.name",
+                          "--port", str(free_port(udp=True))], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode != 0
+    assert "bad.name" in out.stderr and "not allowed" in out.stderr
+    assert "READY" not in out.stdout
+
+
+def test_gp_bits_and_uptime():
+    from adscan.iocs.gp_extras import make_bits
+
+    grp = make_bits("gp:", 20)
+    names = set(grp.pvdb)
+    assert {f"gp:gp:bit{i}" for i in range(1, 21)} <= names
+    assert "gp:UPTIME" in names and len(names) == 21
+    bit = grp.pvdb["gp:gp:bit20"]
+    assert list(bit.enum_strings) == ["0", "1"] and bit.value in (0, "0")
+    braces = make_bits("XF:{A}", 1)
+    assert set(braces.pvdb) == {"XF:{A}gp:bit1", "XF:{A}UPTIME"}

@@ -1,0 +1,201 @@
+"""pytest plugin for the peer suites (ophyd's and apstools' own tests, run from the wheels).
+
+Loaded with ``-p conftest_plugin`` by tests/test_peer_suites.py into a subprocess that runs
+the installed test modules against a private simulator IOC.  It:
+
+* registers the markers the suites use (motorsim, adsim, local);
+* maps the docker paths apstools' CI uses (the IOC's ``/tmp`` seen by bluesky at
+  ``/tmp/docker_ioc/iocad/tmp``) to one private directory ``ADSCAN_PEER_IOC_TMP``: the
+  simulator runs on this machine, so the IOC-side and the bluesky-side paths are the same;
+* deselects the tests listed as out of scope in ``out_of_scope.yml`` (beside this file);
+* writes every test's outcome to ``ADSCAN_PEER_RESULTS`` (JSON), keyed
+  ``<module>::<test name>``, including the deselected ones.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+HERE = Path(__file__).resolve().parent
+DOCKER_TMP = "/tmp/docker_ioc/iocad/tmp"
+DOCKER_ROOT = "/tmp/docker_ioc/iocad"
+#: Module globals of the apstools suites that hold IOC-side or bluesky-side paths.
+PATH_GLOBALS = (
+    "AD_IOC_MOUNT_PATH",
+    "BLUESKY_MOUNT_PATH",
+    "BLUESKY_FILES_ROOT",
+    "BLUESKY_PATH",
+    "WRITE_PATH_TEMPLATE",
+    "READ_PATH_TEMPLATE",
+)
+
+_results: dict[str, dict] = {}
+
+
+def load_lists() -> dict[str, list[dict]]:
+    """``{"out_of_scope": [entry, ...], "known_gaps": [entry, ...]}``; an entry has ``test``
+    (an fnmatch pattern of ``<module>::<test name>``), ``reason`` and optionally
+    ``unless_marker`` (the entry covers only tests carrying none of those markers)."""
+    raw = yaml.safe_load((HERE / "out_of_scope.yml").read_text()) or {}
+    return {k: list(raw.get(k) or []) for k in ("out_of_scope", "known_gaps")}
+
+
+def entry_for(item, entries: list[dict]) -> dict | None:
+    key = item_key(item)
+    for e in entries:
+        if not fnmatch.fnmatchcase(key, e["test"]):
+            continue
+        unless = e.get("unless_marker") or []
+        if unless and any(item.get_closest_marker(m) for m in unless):
+            continue
+        return e
+    return None
+
+
+def item_key(item) -> str:
+    return f"{item.module.__name__}::{item.name}"
+
+
+def _private_tmp() -> tuple[str, str] | None:
+    tmp = os.environ.get("ADSCAN_PEER_IOC_TMP")
+    if not tmp:
+        return None
+    return tmp, str(Path(tmp).parent)
+
+
+def _map_path(value, ioc_side: bool):
+    """A docker path (or, with ``ioc_side``, an IOC /tmp path) mapped to the private dir."""
+    paths = _private_tmp()
+    if paths is None:
+        return value
+    tmp, root = paths
+    is_path = isinstance(value, Path)
+    s = str(value) if is_path else value
+    if not isinstance(s, str) or s.startswith(root):  # already mapped (private dir in /tmp)
+        return value
+    if s.startswith(DOCKER_TMP):
+        s = tmp + s[len(DOCKER_TMP) :]
+    elif s.startswith(DOCKER_ROOT):
+        s = root + s[len(DOCKER_ROOT) :]
+    elif ioc_side and (s == "/tmp" or s.startswith("/tmp/")):
+        s = tmp + s[len("/tmp") :]
+    return Path(s) if is_path else s
+
+
+def _patch_module(mod) -> None:
+    for name in PATH_GLOBALS:
+        if hasattr(mod, name):
+            ioc_side = name in ("AD_IOC_MOUNT_PATH", "WRITE_PATH_TEMPLATE")
+            setattr(mod, name, _map_path(getattr(mod, name), ioc_side))
+
+
+def _patch_components(mod) -> None:
+    """Path keyword arguments of the module's device classes' components (bound at import)."""
+    try:
+        from ophyd import Device
+    except ImportError:  # pragma: no cover
+        return
+    for obj in list(vars(mod).values()):
+        if not (isinstance(obj, type) and issubclass(obj, Device)):
+            continue
+        for cpt in getattr(obj, "_sig_attrs", {}).values():
+            kw = getattr(cpt, "kwargs", None)
+            if not isinstance(kw, dict):
+                continue
+            for key, ioc_side in (("write_path_template", True), ("read_path_template", False)):
+                if key in kw:
+                    kw[key] = _map_path(kw[key], ioc_side)
+
+
+def _patch_params(obj):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            obj[k] = _patch_params(v)
+        return obj
+    if isinstance(obj, list):
+        obj[:] = [_patch_params(v) for v in obj]
+        return obj
+    return _map_path(obj, ioc_side=False)
+
+
+def pytest_configure(config):
+    for marker in (
+        "motorsim: needs the motor IOC",
+        "adsim: needs the area detector IOC",
+        "local: apstools tests run locally only",
+    ):
+        config.addinivalue_line("markers", marker)
+    if _private_tmp() is not None:
+        Path(_private_tmp()[0]).mkdir(parents=True, exist_ok=True)
+        try:
+            import apstools.tests as aps_tests
+        except ImportError:  # pragma: no cover - apstools is a dependency
+            return
+        _patch_module(aps_tests)
+
+
+def pytest_collection_modifyitems(config, items):
+    lists = load_lists()
+    keep, drop = [], []
+    seen = set()
+    for item in items:
+        mod = item.module
+        apstools = mod.__name__.startswith("apstools.")
+        if apstools and id(mod) not in seen:
+            seen.add(id(mod))
+            _patch_module(mod)
+            _patch_components(mod)
+        if apstools and getattr(item, "callspec", None) is not None:
+            for v in item.callspec.params.values():
+                _patch_params(v)
+        entry = entry_for(item, lists["out_of_scope"])
+        if entry is not None:
+            drop.append(item)
+            _results[item_key(item)] = {
+                "outcome": "out_of_scope",
+                "reason": entry["reason"],
+                "entry": entry["test"],
+            }
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_runtest_logreport(report):
+    key = report.nodeid
+    item_key_ = getattr(report, "_adscan_key", None) or key
+    rec = _results.setdefault(item_key_, {"outcome": "passed"})
+    if report.when == "call" or report.failed or report.skipped:
+        if hasattr(report, "wasxfail"):
+            outcome = "xpassed" if report.passed else "xfailed"
+        elif report.failed:
+            outcome = "failed" if report.when == "call" else "error"
+        elif report.skipped:
+            outcome = "skipped"
+        else:
+            outcome = "passed"
+        if rec["outcome"] in ("passed", "xpassed") or outcome in ("failed", "error"):
+            rec["outcome"] = outcome
+        if report.failed or report.skipped:
+            rec.setdefault("message", str(report.longrepr)[-1500:])
+    rec["seconds"] = rec.get("seconds", 0.0) + report.duration
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    outcome.get_result()._adscan_key = item_key(item)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    out = os.environ.get("ADSCAN_PEER_RESULTS")
+    if out:
+        Path(out).write_text(json.dumps(_results, indent=1, sort_keys=True))
