@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 
-from adscan import epics_env
 from adscan.ports import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -119,45 +118,39 @@ def test_peer_modules_are_shipped():
 
 
 def _env(port: int) -> dict[str, str]:
-    env = epics_env.apply_loopback(dict(os.environ, PYTHONUNBUFFERED="1"), ca_port=port)
-    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
-    return env
+    """The suite's environment: the one launcher's (motor and AD IOC ports of this beamline)."""
+    from adscan.services.ioc import ioc_env
+
+    return ioc_env(port)
+
+
+def _log(work: Path, name: str) -> Path:
+    return work / f"ioc-{name}.log"
 
 
 def _start_ioc(name: str, args: list[str], port: int, work: Path) -> subprocess.Popen:
-    log = open(work / f"ioc-{name}.log", "w")  # noqa: SIM115 - owned by the process
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "adscan.iocs",
-            *args,
-            "--port",
-            str(port),
-            "--data-dir",
-            str(work / f"ioc-data-{name}"),
-            "--velocity",
-            "10",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        env=_env(port),
-        cwd=work,
-    )
+    """Spawn the suite's IOC with the one launcher's command line (not waiting: the three
+    peer IOCs start concurrently, then :func:`_wait_ready` waits for each)."""
+    from adscan.services.ioc import ioc_argv
+    from adscan.services.processes import spawn
+
+    opts = dict(zip(args[::2], args[1::2], strict=True))  # SUITES: "--option value" pairs
+    extra = [w for k, v in opts.items() if k not in ("--prefix-motors", "--prefix-ad")
+             for w in (k, v)]
+    argv = ioc_argv(port=port, motors_prefix=opts["--prefix-motors"],
+                    ad_prefix=opts["--prefix-ad"], data_dir=work / f"ioc-data-{name}",
+                    velocity=10, extra=extra)
+    return spawn(argv, _log(work, name), env=_env(port))
 
 
 def _wait_ready(proc: subprocess.Popen, name: str, work: Path) -> None:
-    deadline = time.monotonic() + IOC_TIMEOUT
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("READY"):
-            return
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    log = (work / f"ioc-{name}.log").read_text()[-3000:]
-    raise RuntimeError(f"peer IOC {name} did not become ready:\n{log}")
+    from adscan.services.ioc import wait_ready_line
+
+    try:
+        wait_ready_line(proc, _log(work, name), 0, IOC_TIMEOUT)
+    except Exception as ex:
+        proc.kill()
+        raise RuntimeError(f"peer IOC {name} did not become ready: {ex}") from None
 
 
 def _pytest_cmd(suite: str, work: Path) -> tuple[list[str], dict[str, str]]:
