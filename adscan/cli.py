@@ -52,11 +52,14 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"{info.name:<11} {info.state:8s} {info.address} {info.detail}", flush=True)
     if not args.no_ioc:
         infos.append(services.ensure_ioc(cfg))
-        print(f"ioc         {infos[-1].state:8s} {infos[-1].address} {infos[-1].detail}",
-              flush=True)
+        print(
+            f"ioc         {infos[-1].state:8s} {infos[-1].address} {infos[-1].detail}", flush=True
+        )
         if infos[-1].state == "down":
-            print("adscan up: WARNING the IOC does not answer; the environment may fail to open",
-                  file=sys.stderr)
+            print(
+                "adscan up: WARNING the IOC does not answer; the environment may fail to open",
+                file=sys.stderr,
+            )
     from adscan.services import proxy
 
     infos.append(proxy.ensure_proxy(cfg))
@@ -66,8 +69,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not args.no_environment:
         st = services.open_environment(cfg, timeout=args.timeout)
         print(f"environment open     ({st.get('manager_state')})", flush=True)
-    print(f"adscan up: ready in {time.monotonic() - t0:.1f} s; logs in "
-          f"{services.logs_dir(cfg)}")
+    print(f"adscan up: ready in {time.monotonic() - t0:.1f} s; logs in {services.logs_dir(cfg)}")
     return 0
 
 
@@ -147,16 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adscan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--iconfig", help="instrument configuration (default $ADSCAN_ICONFIG "
-                        "or startup/iconfig.yml)")
+    parser.add_argument(
+        "--iconfig",
+        help="instrument configuration (default $ADSCAN_ICONFIG or startup/iconfig.yml)",
+    )
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("up", help="start the services and open the RE environment")
     p.add_argument("--no-ioc", action="store_true", help="neither start nor check the IOC")
-    p.add_argument("--no-environment", action="store_true",
-                   help="do not open the RE Worker environment")
-    p.add_argument("--timeout", type=float, default=120.0,
-                   help="seconds to wait for the environment to open (default 120)")
+    p.add_argument(
+        "--no-environment", action="store_true", help="do not open the RE Worker environment"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the environment to open (default 120)",
+    )
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("status", help="show services, addresses, pids, logs, data locations")
@@ -166,26 +175,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("down", help="stop what `adscan up` started")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--timeout", type=float, default=10.0,
-                   help="seconds before SIGTERM escalates to SIGKILL (default 10)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds before SIGTERM escalates to SIGKILL (default 10)",
+    )
     p.set_defaults(func=cmd_down)
 
-    p = sub.add_parser("ioc", help="run the simulated IOC in the foreground",
-                       add_help=False)
-    p.add_argument("ioc_args", nargs=argparse.REMAINDER,
-                   help="options of adscan.iocs.server (see `adscan ioc --help`)")
+    p = sub.add_parser("ioc", help="run the simulated IOC in the foreground", add_help=False)
+    p.add_argument(
+        "ioc_args",
+        nargs=argparse.REMAINDER,
+        help="options of adscan.iocs.server (see `adscan ioc --help`)",
+    )
     p.set_defaults(func=cmd_ioc)
 
     p = sub.add_parser("demo", help="bring the service up and run the how-to's four plans")
-    p.add_argument("--clear-queue", action="store_true",
-                   help="empty the queue first (items left there would otherwise run first)")
+    p.add_argument(
+        "--clear-queue",
+        action="store_true",
+        help="empty the queue first (items left there would otherwise run first)",
+    )
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("catalog", help="the data service: `adscan catalog import [FILE ...]` "
-                       "puts msgpack runs and Tiled-writer backups into Tiled")
+    p = sub.add_parser(
+        "catalog",
+        help="the data service: `adscan catalog import [FILE ...]` "
+        "puts msgpack runs and Tiled-writer backups into Tiled",
+    )
     p.add_argument("action", choices=["import"])
-    p.add_argument("files", nargs="*", help="run files (.msgpack, .jsonl); default: every "
-                   "catalog.directory/*.msgpack and <tiled.directory>/backup/*.jsonl")
+    p.add_argument(
+        "files",
+        nargs="*",
+        help="run files (.msgpack, .jsonl); default: every "
+        "catalog.directory/*.msgpack and <tiled.directory>/backup/*.jsonl",
+    )
     p.set_defaults(func=cmd_catalog)
 
     for name, func, text in (

@@ -49,9 +49,11 @@ class ProgressBar:
         done, total = value.get("points_done", 0), value.get("points_total") or 0
         fill = self.width * done // max(total, 1)
         left = value.get("remaining_s")
-        sys.stdout.write(f"\r  scan {value.get('scan_id')} {value.get('plan', ''):<18} "
-                         f"[{'#' * fill}{'.' * (self.width - fill)}] {done}/{total or '?'}"
-                         + (f"  ~{left:.0f} s left " if left is not None else ""))
+        sys.stdout.write(
+            f"\r  scan {value.get('scan_id')} {value.get('plan', ''):<18} "
+            f"[{'#' * fill}{'.' * (self.width - fill)}] {done}/{total or '?'}"
+            + (f"  ~{left:.0f} s left " if left is not None else "")
+        )
         sys.stdout.flush()
 
     def clear(self) -> None:
@@ -71,8 +73,13 @@ def adscan_progress(rm, timeout: float = 5.0) -> dict[str, Any]:
     return rm.task_result(result["task_uid"])["result"]["return_value"]
 
 
-def queue_plans(cfg: dict, plans: list[tuple[str, list, dict]], timeout: float = 600.0,
-                progress=print, clear_queue: bool = False) -> list[dict[str, Any]]:
+def queue_plans(
+    cfg: dict,
+    plans: list[tuple[str, list, dict]],
+    timeout: float = 600.0,
+    progress=print,
+    clear_queue: bool = False,
+) -> list[dict[str, Any]]:
     """Queue ``plans``, run the queue, wait until idle; return their history items.
 
     The queue must be empty to begin with (items left by someone else would run first);
@@ -90,7 +97,8 @@ def queue_plans(cfg: dict, plans: list[tuple[str, list, dict]], timeout: float =
             names = ", ".join(item["name"] for item in left[:5])
             raise RuntimeError(
                 f"the queue already holds {len(left)} item(s) ({names}); they would run first. "
-                "Empty it with `qserver queue clear` or run `./run demo --clear-queue`.")
+                "Empty it with `qserver queue clear` or run `./run demo --clear-queue`."
+            )
         if left:
             progress(f"clearing {len(left)} item(s) left in the queue")
             rm.queue_clear()
@@ -112,17 +120,22 @@ def queue_plans(cfg: dict, plans: list[tuple[str, list, dict]], timeout: float =
                 bar.clear()
                 for item in items[done:]:
                     res = item.get("result", {})
-                    progress(f"finished {item['name']}: {res.get('exit_status')} "
-                             f"({res.get('time_stop', 0) - res.get('time_start', 0):.1f} s)")
+                    progress(
+                        f"finished {item['name']}: {res.get('exit_status')} "
+                        f"({res.get('time_stop', 0) - res.get('time_start', 0):.1f} s)"
+                    )
                 done = len(items)
-            if status["manager_state"] == "idle" and (done >= len(plans) or
-                                                      not status["items_in_queue"]):
+            if status["manager_state"] == "idle" and (
+                done >= len(plans) or not status["items_in_queue"]
+            ):
                 break
             failed = [i for i in items if i.get("result", {}).get("exit_status") != "completed"]
             if status["manager_state"] == "idle" and failed:
                 res = failed[-1]["result"]
-                raise RuntimeError(f"{failed[-1]['name']} {res.get('exit_status')}: "
-                                   f"{res.get('msg')}; the queue stopped (see `./run status`)")
+                raise RuntimeError(
+                    f"{failed[-1]['name']} {res.get('exit_status')}: "
+                    f"{res.get('msg')}; the queue stopped (see `./run status`)"
+                )
             if time.monotonic() - t0 > timeout:
                 raise TimeoutError(f"queue not done after {timeout} s")
             time.sleep(0.2)
@@ -181,8 +194,9 @@ def summarize(cfg: dict, history: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def run_demo(cfg: dict, plans: list[tuple[str, list, dict]] | None = None,
-             clear_queue: bool = False) -> int:
+def run_demo(
+    cfg: dict, plans: list[tuple[str, list, dict]] | None = None, clear_queue: bool = False
+) -> int:
     """Bring the service up, run the four plans, print the summary; 0 if all succeeded."""
     from adscan import services
 
@@ -196,6 +210,9 @@ def run_demo(cfg: dict, plans: list[tuple[str, list, dict]] | None = None,
         return 1
     print(summarize(cfg, history), flush=True)
     ok = all(h.get("result", {}).get("exit_status") == "completed" for h in history)
-    print("\nadscan demo:", "all plans completed" if ok else "SOME PLANS FAILED",
-          "- the service keeps running; `./run status` shows it, `./run down` stops it.")
+    print(
+        "\nadscan demo:",
+        "all plans completed" if ok else "SOME PLANS FAILED",
+        "- the service keeps running; `./run status` shows it, `./run down` stops it.",
+    )
     return 0 if ok and len(history) == len(plans or DEMO_PLANS) else 1

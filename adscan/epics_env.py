@@ -51,8 +51,9 @@ def pva_port(ca_port: int) -> int:
     return ca_port + PVA_PORT_OFFSET
 
 
-def apply_loopback(env: dict[str, str] | None = None, ca_port: int | None = None,
-                   ad_port: int | None = None) -> dict[str, str]:
+def apply_loopback(
+    env: dict[str, str] | None = None, ca_port: int | None = None, ad_port: int | None = None
+) -> dict[str, str]:
     """Write the loopback settings into ``env`` (default ``os.environ``) and return it.
 
     ``ca_port`` sets the CA server (UDP search) port for clients and servers alike, so that

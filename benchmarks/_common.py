@@ -39,15 +39,21 @@ def start_ioc(port: int, data_dir: Path, motors: str, ad: str, *extra: str):
 def report(name: str, rows: list[tuple[str, float | str, str]], extra: dict | None = None) -> Path:
     """Print ``rows`` (what, value, unit) as a table and write them as JSON."""
     width = max(len(r[0]) for r in rows)
-    print(f"\n{name}  ({platform.node()}, {os.cpu_count()} cores, "
-          f"{time.strftime('%Y-%m-%d %H:%M')})")
+    print(
+        f"\n{name}  ({platform.node()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')})"
+    )
     for what, value, unit in rows:
         shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
         print(f"  {what:<{width}}  {shown:>12}  {unit}")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "time": time.time(), "cpus": os.cpu_count(),
-               "rows": [{"what": w, "value": v, "unit": u} for w, v, u in rows], **(extra or {})}
+    payload = {
+        "benchmark": name,
+        "time": time.time(),
+        "cpus": os.cpu_count(),
+        "rows": [{"what": w, "value": v, "unit": u} for w, v, u in rows],
+        **(extra or {}),
+    }
     path.write_text(json.dumps(payload, indent=2))
     print(f"  -> {path}")
     return path

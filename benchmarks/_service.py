@@ -53,10 +53,18 @@ class Bench:
         self.log = log
         self.tag = f"b{os.getpid() % 100000}"
         self.port = free_ca_port()
-        self.q_path = write_iconfig(self.root / "queue", tag=self.tag, ca_port=self.port,
-                                    data_dir=self.root / "queue" / "data")
-        self.i_path = write_iconfig(self.root / "inproc", tag=self.tag, ca_port=self.port,
-                                    data_dir=self.root / "inproc" / "data")
+        self.q_path = write_iconfig(
+            self.root / "queue",
+            tag=self.tag,
+            ca_port=self.port,
+            data_dir=self.root / "queue" / "data",
+        )
+        self.i_path = write_iconfig(
+            self.root / "inproc",
+            tag=self.tag,
+            ca_port=self.port,
+            data_dir=self.root / "inproc" / "data",
+        )
         self.cfg = None
         self.rm = None
         self.ns: dict = {}
@@ -75,8 +83,10 @@ class Bench:
             (Path(self.cfg["instrument"]["data_dir"]) / d).mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         services.up(self.cfg, environment=queue)
-        self.log(f"  service up in {time.perf_counter() - t0:.1f} s "
-                 f"(IOC port {self.port}, data {self.root})")
+        self.log(
+            f"  service up in {time.perf_counter() - t0:.1f} s "
+            f"(IOC port {self.port}, data {self.root})"
+        )
         if queue:
             self.rm = services.re_manager_api(self.cfg, timeout=10, polling=0.02)
         if inproc:
@@ -123,10 +133,14 @@ class Bench:
             st = self.rm.status(reload=True)
             if st["manager_state"] == "idle" and st["items_in_history"] >= n_history:
                 return time.time()
-            if st["manager_state"] == "idle" and not st["items_in_queue"] and \
-                    st["items_in_history"] < n_history:
-                raise RuntimeError(f"queue idle with {st['items_in_history']} items "
-                                   f"(expected {n_history})")
+            if (
+                st["manager_state"] == "idle"
+                and not st["items_in_queue"]
+                and st["items_in_history"] < n_history
+            ):
+                raise RuntimeError(
+                    f"queue idle with {st['items_in_history']} items (expected {n_history})"
+                )
             time.sleep(period)
         raise TimeoutError("queue did not finish")
 
@@ -145,15 +159,22 @@ class Bench:
         item = self.rm.history_get()["items"][-1]
         result = item["result"]
         if result["exit_status"] != "completed":
-            raise RuntimeError(f"{name} {result['exit_status']}: {result['msg']}\n"
-                               f"{result.get('traceback', '')}")
+            raise RuntimeError(
+                f"{name} {result['exit_status']}: {result['msg']}\n{result.get('traceback', '')}"
+            )
         uid = result["run_uids"][-1]
         start, stop = self.run_docs(self.cfg, uid)
-        return {"t_add": t_add, "t_queue_start": t_start, "t_idle": t_idle,
-                "start": start["time"], "stop": stop["time"], "uid": uid,
-                "num_events": sum((stop.get("num_events") or {}).values()),
-                "item_time_start": result.get("time_start"),
-                "item_time_stop": result.get("time_stop")}
+        return {
+            "t_add": t_add,
+            "t_queue_start": t_start,
+            "t_idle": t_idle,
+            "start": start["time"],
+            "stop": stop["time"],
+            "uid": uid,
+            "num_events": sum((stop.get("num_events") or {}).values()),
+            "item_time_start": result.get("time_start"),
+            "item_time_stop": result.get("time_stop"),
+        }
 
     @staticmethod
     def run_docs(cfg: dict, uid: str) -> tuple[dict, dict]:
@@ -191,8 +212,14 @@ class Bench:
         t1 = time.time()
         if not uids:
             raise RuntimeError("in-process run produced no run")
-        return {"t_call": t0, "t_return": t1, "start": times["start"], "stop": times["stop"],
-                "uid": uids[-1], "num_events": times.get("num_events")}
+        return {
+            "t_call": t0,
+            "t_return": t1,
+            "start": times["start"],
+            "stop": times["stop"],
+            "uid": uids[-1],
+            "num_events": times.get("num_events"),
+        }
 
     def device(self, name: str):
         return self.ns[name]

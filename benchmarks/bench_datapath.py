@@ -54,21 +54,24 @@ def main(argv: list[str] | None = None) -> int:
         ratio = frames[0].nbytes * n / size
     finally:
         bench.stop()
-    report("datapath", [
-        ("frames written (points x frames/point)", f"{points} x {args.frames} = {n}", ""),
-        ("frame size", mb, "MB"),
-        ("LZ4 compression ratio in the file", ratio, "x"),
-        ("HDF5 write rate while acquiring (timestamps)", rate_span, "frames/s"),
-        ("  same", rate_span * mb, "MB/s"),
-        ("whole run incl. per-point overhead", rate_run, "frames/s"),
-        ("  same", rate_run * mb, "MB/s"),
-        ("LZ4 alone, h5py, same frames, flush per point", alone, "frames/s"),
-        ("  same", alone * mb, "MB/s"),
-        ("LZ4 alone, flush per frame (old simulator policy)", alone_frame, "frames/s"),
-        ("HDF5 during scan / LZ4 alone (target >= 0.70)", rate_span / alone, "ratio"),
-        ("whole run / LZ4 alone", rate_run / alone, "ratio"),
-    ], {"points": points, "frames_per_point": args.frames,
-        "np": np.__version__})
+    report(
+        "datapath",
+        [
+            ("frames written (points x frames/point)", f"{points} x {args.frames} = {n}", ""),
+            ("frame size", mb, "MB"),
+            ("LZ4 compression ratio in the file", ratio, "x"),
+            ("HDF5 write rate while acquiring (timestamps)", rate_span, "frames/s"),
+            ("  same", rate_span * mb, "MB/s"),
+            ("whole run incl. per-point overhead", rate_run, "frames/s"),
+            ("  same", rate_run * mb, "MB/s"),
+            ("LZ4 alone, h5py, same frames, flush per point", alone, "frames/s"),
+            ("  same", alone * mb, "MB/s"),
+            ("LZ4 alone, flush per frame (old simulator policy)", alone_frame, "frames/s"),
+            ("HDF5 during scan / LZ4 alone (target >= 0.70)", rate_span / alone, "ratio"),
+            ("whole run / LZ4 alone", rate_run / alone, "ratio"),
+        ],
+        {"points": points, "frames_per_point": args.frames, "np": np.__version__},
+    )
     return 0
 
 

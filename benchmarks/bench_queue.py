@@ -80,17 +80,23 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError("queue stopped early")
             if time.time() - last > 15:
                 done = st["items_in_history"] - n0
-                print(f"  ... {done}/{n_items} items, {done / (time.time() - t0):.2f} items/s",
-                      flush=True)
+                print(
+                    f"  ... {done}/{n_items} items, {done / (time.time() - t0):.2f} items/s",
+                    flush=True,
+                )
                 last = time.time()
             time.sleep(0.05)
         seconds = time.time() - t0
         mem1 = rss_mb(pid)
-        failed = [h for h in rm.history_get()["items"][n0:]
-                  if h["result"]["exit_status"] != "completed"]
+        failed = [
+            h for h in rm.history_get()["items"][n0:] if h["result"]["exit_status"] != "completed"
+        ]
         rows = [
-            ("latency item_add+queue_start -> start doc, median", statistics.median(lat) * 1e3,
-             "ms"),
+            (
+                "latency item_add+queue_start -> start doc, median",
+                statistics.median(lat) * 1e3,
+                "ms",
+            ),
             ("  max", max(lat) * 1e3, "ms"),
             ("latency queue_start -> start doc, median", statistics.median(lat_run) * 1e3, "ms"),
             (f"queue of {n_items} x count([m1], num=1)", seconds, "s"),
@@ -98,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
             ("  seconds per item", seconds / n_items, "s"),
             ("  items not completed", str(len(failed)), ""),
             ("RE Manager RSS before / after", f"{mem0[0]:.0f} / {mem1[0]:.0f}", "MB"),
-            ("RE Manager + worker (+ children) RSS before / after",
-             f"{mem0[1]:.0f} / {mem1[1]:.0f}", "MB"),
+            (
+                "RE Manager + worker (+ children) RSS before / after",
+                f"{mem0[1]:.0f} / {mem1[1]:.0f}",
+                "MB",
+            ),
         ]
     finally:
         bench.stop()

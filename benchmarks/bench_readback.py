@@ -37,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         set_acquire(bench, 0.0)
         t0 = time.perf_counter()
         r = bench.run_inproc(bench.ns["adscan_count"](num=points, frames=frames))
-        print(f"  run of {points} x {frames} taken in {time.perf_counter() - t0:.1f} s",
-              flush=True)
+        print(f"  run of {points} x {frames} taken in {time.perf_counter() - t0:.1f} s", flush=True)
         uid = r["uid"]
 
         t0 = time.perf_counter()
@@ -68,15 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.stop()
     same = total_v2 == total_v1 == total_fast
-    report("readback", [
-        ("run", f"{points} points x {frames} frames, images {shape}", ""),
-        ("image data", mb, "MB"),
-        ("v2 run.primary.read() (images loaded)", v2, "s"),
-        ("v1 db[uid].table(fill=True)", v1, "s"),
-        ("fast path: image_files(run) + h5py", direct, "s"),
-        ("  v2 / fast path", v2 / direct, "ratio"),
-        ("all three return the same pixels", str(same), ""),
-    ], {"points": points, "frames": frames})
+    report(
+        "readback",
+        [
+            ("run", f"{points} points x {frames} frames, images {shape}", ""),
+            ("image data", mb, "MB"),
+            ("v2 run.primary.read() (images loaded)", v2, "s"),
+            ("v1 db[uid].table(fill=True)", v1, "s"),
+            ("fast path: image_files(run) + h5py", direct, "s"),
+            ("  v2 / fast path", v2 / direct, "ratio"),
+            ("all three return the same pixels", str(same), ""),
+        ],
+        {"points": points, "frames": frames},
+    )
     return 0 if same else 1
 
 

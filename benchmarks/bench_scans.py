@@ -38,15 +38,20 @@ def plan_spec(plan: str, n: int) -> tuple[list, dict, list[dict[str, float]]]:
     if plan == "adscan_scan":
         return ["m1", -1, 1, n], kw, [{"m1": x} for x in np.linspace(-1, 1, n)]
     if plan == "adscan_scan2":
-        return (["m1", -1, 1, "m2", 4, 1.5, n], kw,
-                [{"m1": a, "m2": b} for a, b in zip(np.linspace(-1, 1, n),
-                                                    np.linspace(4, 1.5, n), strict=True)])
+        return (
+            ["m1", -1, 1, "m2", 4, 1.5, n],
+            kw,
+            [
+                {"m1": a, "m2": b}
+                for a, b in zip(np.linspace(-1, 1, n), np.linspace(4, 1.5, n), strict=True)
+            ],
+        )
     if plan == "adscan_grid_scan":
         n1, n2 = GRID[n]
         pts = []
         inner = list(np.linspace(-0.5, 0.5, n2))
         for i, a in enumerate(np.linspace(-1, 1, n1)):
-            for b in (inner if i % 2 == 0 else inner[::-1]):  # snake
+            for b in inner if i % 2 == 0 else inner[::-1]:  # snake
                 pts.append({"m1": a, "m2": b})
         return (["m1", -1, 1, n1, "m2", -0.5, 0.5, n2], {"snake": True, **kw}, pts)
     raise ValueError(plan)
@@ -87,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-queue", action="store_true", help="in-process only")
     args = ap.parse_args(argv)
     sizes = [int(x) for x in (args.points or ("5,50" if args.quick else "5,50,500")).split(",")]
-    acquires = [float(x) for x in (args.acquire or ("0.01" if args.quick else "0.01,0.1"))
-                .split(",")]
+    acquires = [
+        float(x) for x in (args.acquire or ("0.01" if args.quick else "0.01,0.1")).split(",")
+    ]
     plans = args.plans.split(",")
 
     bench = Bench(log=lambda s: print(s, flush=True))
@@ -98,16 +104,25 @@ def main(argv: list[str] | None = None) -> int:
         cfg = bench.cfg
         velocity = float(cfg["ioc"]["motor_velocity"])
         accel = float(bench.device("m1").acceleration.get())
-        rows.append(("motor velocity (configured) / acceleration time",
-                     f"{velocity:g} u/s, {accel:g} s", ""))
+        rows.append(
+            (
+                "motor velocity (configured) / acceleration time",
+                f"{velocity:g} u/s, {accel:g} s",
+                "",
+            )
+        )
         # one throw-away run: connections, first stage, HDF1 file open (reported separately)
         set_acquire(bench, acquires[0])
         a, k, pts = plan_spec("adscan_count", 5)
         first = bench.run_inproc(plan_call(bench, "adscan_count", a, k))
         again = bench.run_inproc(plan_call(bench, "adscan_count", a, k))
-        rows.append(("first in-process run v. second (count 5x3)",
-                     f"{first['stop'] - first['start']:.2f} s / "
-                     f"{again['stop'] - again['start']:.2f} s", ""))
+        rows.append(
+            (
+                "first in-process run v. second (count 5x3)",
+                f"{first['stop'] - first['start']:.2f} s / {again['stop'] - again['start']:.2f} s",
+                "",
+            )
+        )
         if not args.no_queue:
             bench.run_queue("adscan_count", a, k)  # worker's first run, not measured
         for acq in acquires:
@@ -119,43 +134,60 @@ def main(argv: list[str] | None = None) -> int:
                     position(bench, pts)
                     ip = bench.run_inproc(plan_call(bench, plan, a, k))
                     t_in = ip["stop"] - ip["start"]
-                    rec = {"plan": plan, "points": n, "frames": FRAMES, "acquire": acq,
-                           "ideal_s": ideal, "inproc_s": t_in,
-                           "inproc_overhead_ms": (t_in - ideal) / n * 1e3,
-                           "events": ip["num_events"]}
+                    rec = {
+                        "plan": plan,
+                        "points": n,
+                        "frames": FRAMES,
+                        "acquire": acq,
+                        "ideal_s": ideal,
+                        "inproc_s": t_in,
+                        "inproc_overhead_ms": (t_in - ideal) / n * 1e3,
+                        "events": ip["num_events"],
+                    }
                     if not args.no_queue:
                         position(bench, pts)
                         q = bench.run_queue(plan, a, k)
                         t_q = q["stop"] - q["t_queue_start"]
                         t_qrun = q["stop"] - q["start"]
-                        rec.update(queue_s=t_q, queue_run_s=t_qrun,
-                                   queue_idle_s=q["t_idle"] - q["t_queue_start"],
-                                   queue_overhead_ms=(t_q - ideal) / n * 1e3,
-                                   queue_run_overhead_ms=(t_qrun - ideal) / n * 1e3,
-                                   queue_over_ideal=t_q / ideal,
-                                   queue_over_inproc=t_q / t_in,
-                                   queue_run_over_inproc=t_qrun / t_in,
-                                   start_latency_s=q["start"] - q["t_queue_start"])
+                        rec.update(
+                            queue_s=t_q,
+                            queue_run_s=t_qrun,
+                            queue_idle_s=q["t_idle"] - q["t_queue_start"],
+                            queue_overhead_ms=(t_q - ideal) / n * 1e3,
+                            queue_run_overhead_ms=(t_qrun - ideal) / n * 1e3,
+                            queue_over_ideal=t_q / ideal,
+                            queue_over_inproc=t_q / t_in,
+                            queue_run_over_inproc=t_qrun / t_in,
+                            start_latency_s=q["start"] - q["t_queue_start"],
+                        )
                     records.append(rec)
-                    shown = (f"{plan:<17} n={n:<4} acq={acq:<5} ideal {ideal:7.2f} s  "
-                             f"in-proc {t_in:7.2f} s ({rec['inproc_overhead_ms']:6.1f} ms/pt)")
+                    shown = (
+                        f"{plan:<17} n={n:<4} acq={acq:<5} ideal {ideal:7.2f} s  "
+                        f"in-proc {t_in:7.2f} s ({rec['inproc_overhead_ms']:6.1f} ms/pt)"
+                    )
                     if "queue_s" in rec:
-                        shown += (f"  queue {rec['queue_s']:7.2f} s "
-                                  f"({rec['queue_overhead_ms']:6.1f} ms/pt, run "
-                                  f"{rec['queue_run_overhead_ms']:6.1f})  q/in "
-                                  f"{rec['queue_over_inproc']:.3f}")
+                        shown += (
+                            f"  queue {rec['queue_s']:7.2f} s "
+                            f"({rec['queue_overhead_ms']:6.1f} ms/pt, run "
+                            f"{rec['queue_run_overhead_ms']:6.1f})  q/in "
+                            f"{rec['queue_over_inproc']:.3f}"
+                        )
                     print("  " + shown, flush=True)
     finally:
         bench.stop()
 
     for r in records:
         label = f"{r['plan'].removeprefix('adscan_')} {r['points']}x{FRAMES} @{r['acquire']:g}s"
-        value = (f"ideal {r['ideal_s']:.2f} | in {r['inproc_s']:.2f} "
-                 f"({r['inproc_overhead_ms']:.1f} ms/pt)")
+        value = (
+            f"ideal {r['ideal_s']:.2f} | in {r['inproc_s']:.2f} "
+            f"({r['inproc_overhead_ms']:.1f} ms/pt)"
+        )
         if "queue_s" in r:
-            value += (f" | queue {r['queue_s']:.2f} / run {r['queue_run_s']:.2f} "
-                      f"({r['queue_overhead_ms']:.1f} / {r['queue_run_overhead_ms']:.1f} ms/pt)"
-                      f" | q/ideal {r['queue_over_ideal']:.2f} q/in {r['queue_over_inproc']:.3f}")
+            value += (
+                f" | queue {r['queue_s']:.2f} / run {r['queue_run_s']:.2f} "
+                f"({r['queue_overhead_ms']:.1f} / {r['queue_run_overhead_ms']:.1f} ms/pt)"
+                f" | q/ideal {r['queue_over_ideal']:.2f} q/in {r['queue_over_inproc']:.3f}"
+            )
         rows.append((label, value, ""))
     report("scans", rows, {"records": records, "quick": args.quick})
     return 0

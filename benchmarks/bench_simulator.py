@@ -40,8 +40,14 @@ def lz4_alone(frames, path: Path) -> float:
     shape = frames[0].shape
     t0 = time.perf_counter()
     with h5py.File(path, "w") as f:
-        ds = f.create_dataset("data", shape=(0, *shape), maxshape=(None, *shape),
-                              dtype=frames[0].dtype, chunks=(1, *shape), **hdf5plugin.LZ4())
+        ds = f.create_dataset(
+            "data",
+            shape=(0, *shape),
+            maxshape=(None, *shape),
+            dtype=frames[0].dtype,
+            chunks=(1, *shape),
+            **hdf5plugin.LZ4(),
+        )
         for i, frame in enumerate(frames):
             ds.resize(i + 1, axis=0)
             ds[i] = frame
@@ -53,15 +59,26 @@ def acquire(p: str, n: int, period: float, data_dir: Path, name: str) -> tuple[f
     """``n`` frames into one LZ4 file; (seconds Acquire -> AcquireBusy 0, file, captured)."""
     from epics import PV, caget, caput
 
-    for pv, value in [("cam1:ImageMode", 1), ("cam1:NumImages", n), ("cam1:AcquireTime", 0.0),
-                      ("cam1:AcquirePeriod", period), ("cam1:WaitForPlugins", 1),
-                      ("HDF1:EnableCallbacks", 1), ("HDF1:QueueSize", n + 10),
-                      ("HDF1:DroppedArrays", 0), ("HDF1:FileWriteMode", 2),
-                      ("HDF1:NumCapture", n), ("HDF1:Compression", "LZ4"),
-                      ("HDF1:LazyOpen", 1), ("HDF1:AutoIncrement", 1),
-                      ("ROI1:EnableCallbacks", 1), ("Stats1:EnableCallbacks", 1),
-                      ("Stats1:ComputeStatistics", 1), ("image1:EnableCallbacks", 0),
-                      ("Pva1:EnableCallbacks", 0)]:
+    for pv, value in [
+        ("cam1:ImageMode", 1),
+        ("cam1:NumImages", n),
+        ("cam1:AcquireTime", 0.0),
+        ("cam1:AcquirePeriod", period),
+        ("cam1:WaitForPlugins", 1),
+        ("HDF1:EnableCallbacks", 1),
+        ("HDF1:QueueSize", n + 10),
+        ("HDF1:DroppedArrays", 0),
+        ("HDF1:FileWriteMode", 2),
+        ("HDF1:NumCapture", n),
+        ("HDF1:Compression", "LZ4"),
+        ("HDF1:LazyOpen", 1),
+        ("HDF1:AutoIncrement", 1),
+        ("ROI1:EnableCallbacks", 1),
+        ("Stats1:EnableCallbacks", 1),
+        ("Stats1:ComputeStatistics", 1),
+        ("image1:EnableCallbacks", 0),
+        ("Pva1:EnableCallbacks", 0),
+    ]:
         caput(p + pv, value, wait=True)
     caput(p + "HDF1:FilePath", str(data_dir) + "/", wait=True)
     caput(p + "HDF1:FileName", name, wait=True)
@@ -110,9 +127,18 @@ def main(argv: list[str] | None = None) -> int:
         for (impl, size), port in ports.items():
             tag = f"b{impl[0]}{size}"
             prefix[(impl, size)] = f"{tag}ad:"
-            proc, seconds = start_ioc(port, tmp / tag, f"{tag}gp:", f"{tag}ad:",
-                                      "--ad-impl", impl, "--rows", str(size),
-                                      "--cols", str(size))
+            proc, seconds = start_ioc(
+                port,
+                tmp / tag,
+                f"{tag}gp:",
+                f"{tag}ad:",
+                "--ad-impl",
+                impl,
+                "--rows",
+                str(size),
+                "--cols",
+                str(size),
+            )
             procs.append(proc)
             startup[(impl, size)] = seconds
 
@@ -147,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                 captured_ok &= captured == args.frames
                 rate[impl].append(args.frames / seconds)
                 for size in (1024, 16):
-                    _, fn, captured = acquire(prefix[(impl, size)], 50, 0.01, tmp,
-                                              f"period{size}_{r}")
+                    _, fn, captured = acquire(
+                        prefix[(impl, size)], 50, 0.01, tmp, f"period{size}_{r}"
+                    )
                     captured_ok &= captured == 50
                     excess[(impl, size)].append(period_excess_ms(fn, 0.01))
 
@@ -162,16 +189,27 @@ def main(argv: list[str] | None = None) -> int:
                 (f"[{impl}] ophyd connect, all 1,061 signals", connect[impl], "s"),
                 (f"[{impl}] cam->ROI->Stats->HDF5 LZ4, AcquireTime 0", med[impl], "frames/s"),
                 (f"[{impl}] pipeline / LZ4 alone", med[impl] / alone, "ratio"),
-                (f"[{impl}] period - AcquirePeriod, 1024x1024",
-                 statistics.median(excess[(impl, 1024)]), "ms"),
-                (f"[{impl}] period - AcquirePeriod, 16x16",
-                 statistics.median(excess[(impl, 16)]), "ms"),
+                (
+                    f"[{impl}] period - AcquirePeriod, 1024x1024",
+                    statistics.median(excess[(impl, 1024)]),
+                    "ms",
+                ),
+                (
+                    f"[{impl}] period - AcquirePeriod, 16x16",
+                    statistics.median(excess[(impl, 16)]),
+                    "ms",
+                ),
             ]
-        rows += [("LZ4 alone (h5py + hdf5plugin, flush per frame), 1024x1024", alone, "frames/s"),
-                 ("frame synthesis, 1024x1024 UInt8 (fresh frame)", synth_ms, "ms"),
-                 ("frames per measurement / repeats", f"{args.frames} / {args.repeats}", "")]
-        report("simulator", rows, {"rates": rate,
-                                   "excess_ms": {f"{k[0]}-{k[1]}": v for k, v in excess.items()}})
+        rows += [
+            ("LZ4 alone (h5py + hdf5plugin, flush per frame), 1024x1024", alone, "frames/s"),
+            ("frame synthesis, 1024x1024 UInt8 (fresh frame)", synth_ms, "ms"),
+            ("frames per measurement / repeats", f"{args.frames} / {args.repeats}", ""),
+        ]
+        report(
+            "simulator",
+            rows,
+            {"rates": rate, "excess_ms": {f"{k[0]}-{k[1]}": v for k, v in excess.items()}},
+        )
         return 0 if captured_ok else 1
     finally:
         for proc in procs:

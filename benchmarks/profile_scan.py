@@ -58,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("points", nargs="?", type=int, default=50)
     ap.add_argument("--acquire", type=float, default=0.01)
     ap.add_argument("--html", default=None)
-    ap.add_argument("--ioc", default=None, metavar="RAW",
-                    help="also sample the IOC process with py-spy into RAW (collapsed stacks)")
+    ap.add_argument(
+        "--ioc",
+        default=None,
+        metavar="RAW",
+        help="also sample the IOC process with py-spy into RAW (collapsed stacks)",
+    )
     args = ap.parse_args(argv)
     from pyinstrument import Profiler
 
@@ -77,10 +81,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.ioc:
             from adscan.services import ioc_pid
 
-            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
-                                    "-p", str(ioc_pid(bench.cfg)), "-r", "500", "-f", "raw",
-                                    "-o", args.ioc, "--nonblocking"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "-p",
+                    str(ioc_pid(bench.cfg)),
+                    "-r",
+                    "500",
+                    "-f",
+                    "raw",
+                    "-o",
+                    args.ioc,
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(1.0)
         on_loop(loop, prof.start)
         r = bench.run_inproc(plan_call(bench, args.plan, a, k))

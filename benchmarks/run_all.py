@@ -35,9 +35,19 @@ BENCHES = {
     "tiled": "bench_tiled.py",
 }
 DEFAULT = ["scans", "datapath", "queue", "readback"]
-NOISE = ("CA.Client.Exception", "Warning: \"Virtual circuit", "Context: \"", "Source File:",
-         "Current Time:", "......", "CA Repeater", "**** ", "CA client library is unable",
-         "Silence this message", "or by calling ca_pend_event")
+NOISE = (
+    "CA.Client.Exception",
+    'Warning: "Virtual circuit',
+    'Context: "',
+    "Source File:",
+    "Current Time:",
+    "......",
+    "CA Repeater",
+    "**** ",
+    "CA client library is unable",
+    "Silence this message",
+    "or by calling ca_pend_event",
+)
 
 
 def machine() -> str:
@@ -56,8 +66,10 @@ def machine() -> str:
         mem = f", {psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
     except ImportError:
         pass
-    return (f"{platform.node()}: {os.cpu_count()} cores ({cpu}){mem}, {platform.system()} "
-            f"{platform.release()}, Python {platform.python_version()}")
+    return (
+        f"{platform.node()}: {os.cpu_count()} cores ({cpu}){mem}, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def run(name: str, quick: bool) -> tuple[int, float]:
@@ -66,8 +78,13 @@ def run(name: str, quick: bool) -> tuple[int, float]:
         argv.append("--quick")
     print(f"\n=== {name}: {' '.join(argv[2:])}", flush=True)
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     for line in proc.stdout:
         if not any(n in line for n in NOISE):
             print(f"[{time.monotonic() - t0:6.1f} s] {line}", end="", flush=True)
@@ -98,15 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help=f"benchmarks to run (default: {' '.join(DEFAULT)})")
     ap.add_argument("--quick", action="store_true", help="CI-sized runs (about 3 minutes)")
-    ap.add_argument("--markdown", action="store_true",
-                    help="print the result tables as Markdown at the end")
+    ap.add_argument(
+        "--markdown", action="store_true", help="print the result tables as Markdown at the end"
+    )
     args = ap.parse_args(argv)
     names = args.names or DEFAULT
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         ap.error(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHES)}")
-    print(f"adscan benchmarks ({'quick' if args.quick else 'full'}): {', '.join(names)}\n"
-          f"{machine()}", flush=True)
+    print(
+        f"adscan benchmarks ({'quick' if args.quick else 'full'}): {', '.join(names)}\n{machine()}",
+        flush=True,
+    )
     t0 = time.monotonic()
     status = {}
     for i, name in enumerate(names, 1):
@@ -115,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         status[name] = (rc, secs)
     print(f"\nadscan benchmarks done in {time.monotonic() - t0:.0f} s:")
     for name, (rc, secs) in status.items():
-        print(f"  {name:<10} {'ok' if rc == 0 else f'FAILED ({rc})':<12} {secs:6.0f} s  "
-              f"-> {RESULTS / (name + '.json')}")
+        print(
+            f"  {name:<10} {'ok' if rc == 0 else f'FAILED ({rc})':<12} {secs:6.0f} s  "
+            f"-> {RESULTS / (name + '.json')}"
+        )
     if args.markdown:
         print("\n" + markdown(names))
     return 0 if all(rc == 0 for rc, _ in status.values()) else 1

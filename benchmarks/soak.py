@@ -31,9 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, ADSCAN_SOAK_N=str(n))
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/test_soak.py", "-s", "-q",
-         "-p", "no:cacheprovider"],
-        cwd=REPO, env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/test_soak.py",
+            "-s",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     sys.stdout.write(proc.stdout[-6000:])
     sys.stderr.write(proc.stderr[-3000:])
@@ -41,13 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     for line in proc.stdout.splitlines():
         if line.startswith("soak figures: "):
             figures = json.loads(line.removeprefix("soak figures: "))
-    summary = next((ln for ln in reversed(proc.stdout.splitlines()) if " passed" in ln
-                    or " failed" in ln), "")
-    result = {"n": n, "exit_status": proc.returncode, "pytest": summary.strip("= "),
-              "wall_seconds": round(time.monotonic() - t0, 1), "figures": figures,
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "platform": platform.platform()},
-              "date": time.strftime("%Y-%m-%d")}
+    summary = next(
+        (ln for ln in reversed(proc.stdout.splitlines()) if " passed" in ln or " failed" in ln), ""
+    )
+    result = {
+        "n": n,
+        "exit_status": proc.returncode,
+        "pytest": summary.strip("= "),
+        "wall_seconds": round(time.monotonic() - t0, 1),
+        "figures": figures,
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "date": time.strftime("%Y-%m-%d"),
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -9,7 +9,8 @@ from __future__ import annotations
 if __name__ != "adscan.devices":  # devices/ is mapped to adscan.devices (pyproject.toml)
     raise ImportError(
         f"devices/ is the package adscan.devices: `import adscan.devices`, not "
-        f"`import {__name__}` (two names would give two device registries)")
+        f"`import {__name__}` (two names would give two device registries)"
+    )
 
 import logging  # noqa: E402
 import time  # noqa: E402

@@ -157,10 +157,14 @@ class SimDetector_V34(SingleTriggerV34, DetectorBase, LeanStaging):
         A file writer error (disk full, file size limit, directory gone) would otherwise
         leave events that point at frames missing from the HDF5 file: fail the point.
         """
-        if self.hdf1._staged == Staged.yes and self.hdf1.write_status.get(
-                as_string=True) == "Write error":  # a monitor: no round trip per point
-            raise OSError(f"{self.name}: HDF5 file writer error: "
-                          f"{self.hdf1.write_message.get(use_monitor=False)}")
+        if (
+            self.hdf1._staged == Staged.yes
+            and self.hdf1.write_status.get(as_string=True) == "Write error"
+        ):  # a monitor: no round trip per point
+            raise OSError(
+                f"{self.name}: HDF5 file writer error: "
+                f"{self.hdf1.write_message.get(use_monitor=False)}"
+            )
         return super().read()
 
 

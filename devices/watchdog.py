@@ -31,8 +31,9 @@ def disconnected() -> dict[str, str]:
     return {pv: name for pv, (name, sig) in list(_WATCHED.items()) if not sig.connected}
 
 
-def fail_on_disconnect(device: Any, watched: Any, methods: tuple[str, ...] = ("set", "trigger")
-                       ) -> Any:
+def fail_on_disconnect(
+    device: Any, watched: Any, methods: tuple[str, ...] = ("set", "trigger")
+) -> Any:
     """Track the statuses ``device.<methods>()`` return; fail them if ``watched`` disconnects.
 
     ``watched`` is an ophyd EPICS signal of the device (e.g. ``motor_done_move``,

@@ -6,5 +6,7 @@ processes on their own loopback CA ports (:mod:`adscan.iocs.launcher`); see docs
 """
 
 if __name__ != "adscan.iocs":  # iocs/ is mapped to adscan.iocs (pyproject.toml)
-    raise ImportError(f"iocs/ is the package adscan.iocs: `python -m adscan.iocs` or "
-                      f"`import adscan.iocs`, not `import {__name__}`")
+    raise ImportError(
+        f"iocs/ is the package adscan.iocs: `python -m adscan.iocs` or "
+        f"`import adscan.iocs`, not `import {__name__}`"
+    )

@@ -224,7 +224,7 @@ def load_database() -> None:
         os.close(r)
         view = memoryview(data)
         while view:
-            view = view[os.write(w, view):]
+            view = view[os.write(w, view) :]
         os._exit(0)
     os.close(w)
     try:

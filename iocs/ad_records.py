@@ -107,8 +107,12 @@ class CharString(PvpropertyChar):
         return txt + "\x00"
 
     async def write_from_dbr(self, data, data_type, metadata, *, flags=0):
-        if data_type in (ChannelType.CHAR, ChannelType.STRING, ChannelType.TIME_CHAR,
-                         ChannelType.TIME_STRING):
+        if data_type in (
+            ChannelType.CHAR,
+            ChannelType.STRING,
+            ChannelType.TIME_CHAR,
+            ChannelType.TIME_STRING,
+        ):
             return await self.write(_to_text(data), flags=flags)
         return await super().write_from_dbr(data, data_type, metadata, flags=flags)
 
@@ -166,24 +170,30 @@ def attr_name(pv_suffix: str) -> str:
 
 
 def _make_property(spec: PVSpec, overrides: dict[str, dict]) -> pvproperty:
-    kw: dict[str, Any] = dict(name=spec.name, read_only=spec.read_only, doc=spec.rtype,
-                              record=None)
+    kw: dict[str, Any] = dict(name=spec.name, read_only=spec.read_only, doc=spec.rtype, record=None)
     rtype = spec.rtype
     if spec.enums:
-        kw.update(dtype=StrictEnumRO if spec.read_only else StrictEnum,
-                  enum_strings=list(spec.enums), value=spec.default)
+        kw.update(
+            dtype=StrictEnumRO if spec.read_only else StrictEnum,
+            enum_strings=list(spec.enums),
+            value=spec.default,
+        )
     elif rtype == "wchar":
-        kw.update(dtype=CharStringRO if spec.read_only else CharString,
-                  value=str(spec.default) + "\x00", max_length=spec.length)
+        kw.update(
+            dtype=CharStringRO if spec.read_only else CharString,
+            value=str(spec.default) + "\x00",
+            max_length=spec.length,
+        )
     elif rtype in ("stringout", "stringin", "asyn"):
-        kw.update(dtype=StringRO if spec.read_only else PvpropertyString,
-                  value=str(spec.default))
+        kw.update(dtype=StringRO if spec.read_only else PvpropertyString, value=str(spec.default))
     elif rtype in _NUMERIC:
         rw, ro, cast = _NUMERIC[rtype]
         kw["dtype"] = ro if spec.read_only else rw
         if spec.length > 1:
-            kw.update(value=np.zeros(spec.length, dtype=np.float64 if cast is float else np.int32),
-                      max_length=spec.length)
+            kw.update(
+                value=np.zeros(spec.length, dtype=np.float64 if cast is float else np.int32),
+                max_length=spec.length,
+            )
         else:
             kw["value"] = cast(spec.default)
         if rw is PvpropertyDouble:

@@ -1178,11 +1178,9 @@ _F = (*_B, NDFILE)
 COMMON_GROUPS = {
     "TIFF1:": ((*_F, TIFF, TIFF_DEFAULTS, DISABLED), "NDFileTIFF", "FileTIFF1", "SIM1"),
     "JPEG1:": ((*_F, JPEG, JPEG_DEFAULTS, DISABLED), "NDFileJPEG", "FileJPEG1", "SIM1"),
-    "netCDF1:": ((*_F, NETCDF, NETCDF_DEFAULTS, DISABLED), "NDFileNetCDF", "FileNetCDF1",
-                 "SIM1"),
+    "netCDF1:": ((*_F, NETCDF, NETCDF_DEFAULTS, DISABLED), "NDFileNetCDF", "FileNetCDF1", "SIM1"),
     "Nexus1:": ((*_F, NEXUS, NEXUS_DEFAULTS, DISABLED), "NDFileNexus", "FileNexus1", "SIM1"),
-    "Magick1:": ((*_F, MAGICK, MAGICK_DEFAULTS, DISABLED), "NDFileMagick", "FileMagick1",
-                 "SIM1"),
+    "Magick1:": ((*_F, MAGICK, MAGICK_DEFAULTS, DISABLED), "NDFileMagick", "FileMagick1", "SIM1"),
     "Proc1:": ((*_B, PROCESS, DISABLED), "NDPluginProcess", "PROC1", "SIM1"),
     "Trans1:": ((*_B, TRANSFORM, DISABLED), "NDPluginTransform", "TRANS1", "SIM1"),
     "Over1:": ((*_B, OVERLAY, OVERLAY_N, DISABLED), "NDPluginOverlay", "OVER1", "SIM1"),
@@ -1275,8 +1273,9 @@ def parse_block(block: str) -> list[PVSpec]:
             rbv_name = name + "_RBV"
             out.append(PVSpec(name, rtype, default, enums, False, rbv=rbv_name, length=length))
             rb_type = RBV_TYPE.get(rtype, rtype)
-            out.append(PVSpec(rbv_name, rb_type, default, enums, True, setpoint=name,
-                              length=length))
+            out.append(
+                PVSpec(rbv_name, rb_type, default, enums, True, setpoint=name, length=length)
+            )
         else:
             out.append(PVSpec(name, rtype, default, enums, flags == "ro", length=length))
     return out

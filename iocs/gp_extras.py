@@ -20,16 +20,26 @@ __all__ = ["GPExtras", "make_bits"]
 
 def _bit(n: int) -> pvproperty:
     return pvproperty(
-        name=f"gp:bit{n}", value=0, dtype=ChannelType.ENUM, enum_strings=["0", "1"],
-        record="bo", doc=f"general purpose bit {n}",
+        name=f"gp:bit{n}",
+        value=0,
+        dtype=ChannelType.ENUM,
+        enum_strings=["0", "1"],
+        record="bo",
+        doc=f"general purpose bit {n}",
     )
 
 
 class GPExtras(PVGroup):
     """``<prefix>UPTIME`` plus the bits (attributes ``bit1`` .. added by :func:`make_bits`)."""
 
-    uptime = pvproperty(name="UPTIME", value="00:00:00", dtype=ChannelType.STRING,
-                        read_only=True, record="stringin", doc="IOC up time")
+    uptime = pvproperty(
+        name="UPTIME",
+        value="00:00:00",
+        dtype=ChannelType.STRING,
+        read_only=True,
+        record="stringin",
+        doc="IOC up time",
+    )
 
     def __init__(self, prefix: str, **kwargs):
         self._t0 = time.monotonic()

@@ -94,9 +94,33 @@ MSTA_MINUS_LS = 1 << 13
 MSTA_HOMED = 1 << 14
 
 _DOUBLE_FIELDS = (
-    "RBV", "DRBV", "DVAL", "HLM", "LLM", "DHLM", "DLLM", "OFF", "VELO", "VBAS", "VMAX", "ACCL",
-    "HVEL", "JVEL", "BVEL", "RDBD", "MRES", "ERES", "RRES", "UREV", "TWV", "RLV", "SPDB", "BDST",
-    "DIFF", "LVAL", "LDVL",
+    "RBV",
+    "DRBV",
+    "DVAL",
+    "HLM",
+    "LLM",
+    "DHLM",
+    "DLLM",
+    "OFF",
+    "VELO",
+    "VBAS",
+    "VMAX",
+    "ACCL",
+    "HVEL",
+    "JVEL",
+    "BVEL",
+    "RDBD",
+    "MRES",
+    "ERES",
+    "RRES",
+    "UREV",
+    "TWV",
+    "RLV",
+    "SPDB",
+    "BDST",
+    "DIFF",
+    "LVAL",
+    "LDVL",
 )
 
 
@@ -189,7 +213,11 @@ class MotorRecord(PVGroup):
     """One simulated EPICS motor record (see the module docstring)."""
 
     motor = pvproperty(
-        value=0.0, name="", record="motor", dtype=_MotorValData, precision=4,
+        value=0.0,
+        name="",
+        record="motor",
+        dtype=_MotorValData,
+        precision=4,
         doc="Simulated motor record",
     )
 
@@ -212,10 +240,10 @@ class MotorRecord(PVGroup):
         super().__init__(prefix=literal_prefix(prefix), **kwargs)
         self.tick_rate_hz = float(tick_rate_hz) if tick_rate_hz and tick_rate_hz > 0 else 20.0
         # Internal state ("the hardware"); the channels mirror it.
-        self._dial = 0.0          # dial position
-        self._dval = 0.0          # dial setpoint
-        self._off = 0.0           # user offset
-        self._sign = 1.0          # +1 for DIR=Pos, -1 for DIR=Neg
+        self._dial = 0.0  # dial position
+        self._dval = 0.0  # dial setpoint
+        self._off = 0.0  # user offset
+        self._sign = 1.0  # +1 for DIR=Pos, -1 for DIR=Neg
         self._dllm = float(min(low_limit, high_limit))
         self._dhlm = float(max(low_limit, high_limit))
         if hard_limit_margin is None:
@@ -277,8 +305,13 @@ class MotorRecord(PVGroup):
         _preset(f.user_high_limit, hlm)
         _preset(f.user_low_limit, llm)
         _preset(f.display_precision, precision)
-        _preset(self.motor, upper_ctrl_limit=hlm, lower_ctrl_limit=llm,
-                upper_disp_limit=hlm, lower_disp_limit=llm)
+        _preset(
+            self.motor,
+            upper_ctrl_limit=hlm,
+            lower_ctrl_limit=llm,
+            upper_disp_limit=hlm,
+            lower_disp_limit=llm,
+        )
         _preset(f.user_readback_value, upper_disp_limit=hlm, lower_disp_limit=llm)
         for ch, val in self._switch_values().items():
             _preset(ch, val)
@@ -410,11 +443,16 @@ class MotorRecord(PVGroup):
         f = self.fields
         hlm, llm = self._user_limits()
         # VAL's ctrl limits first: ophyd re-reads them when its HLM/LLM monitors fire.
-        await self.motor.write_metadata(upper_ctrl_limit=hlm, lower_ctrl_limit=llm,
-                                        upper_disp_limit=hlm, lower_disp_limit=llm)
+        await self.motor.write_metadata(
+            upper_ctrl_limit=hlm, lower_ctrl_limit=llm, upper_disp_limit=hlm, lower_disp_limit=llm
+        )
         await f.user_readback_value.write_metadata(upper_disp_limit=hlm, lower_disp_limit=llm)
-        for ch, val in ((f.dial_high_limit, self._dhlm), (f.dial_low_limit, self._dllm),
-                        (f.user_high_limit, hlm), (f.user_low_limit, llm)):
+        for ch, val in (
+            (f.dial_high_limit, self._dhlm),
+            (f.dial_low_limit, self._dllm),
+            (f.user_high_limit, hlm),
+            (f.user_low_limit, llm),
+        ):
             await self._post(ch, val)
 
     async def _set_dmov(self, value: int) -> None:
@@ -444,8 +482,9 @@ class MotorRecord(PVGroup):
         return self.fields.stop_pause_move_go.value
 
     # ------------------------------------------------------------------ commands
-    async def _start_move(self, target_dial: float, *, homing: str | None = None,
-                          wait: bool = True) -> None:
+    async def _start_move(
+        self, target_dial: float, *, homing: str | None = None, wait: bool = True
+    ) -> None:
         """Begin (or retarget) a move to ``target_dial``; optionally wait for its end."""
         self._dval = target_dial
         self._homing = homing
@@ -628,8 +667,12 @@ class MotorRecord(PVGroup):
                 break
             if self._replan:
                 self._replan = False
-                profile = _Profile(self._dial, self._dval, self._speed(self._homing is not None),
-                                   float(f.seconds_to_velocity.value or 0.0))
+                profile = _Profile(
+                    self._dial,
+                    self._dval,
+                    self._speed(self._homing is not None),
+                    float(f.seconds_to_velocity.value or 0.0),
+                )
                 t0 = time.monotonic()
                 if profile.distance > 0:
                     tdir = 1 if profile.sign > 0 else 0
@@ -721,16 +764,18 @@ class MotorRecord(PVGroup):
     async def _twf_put(fields, instance, value):
         rec = fields.parent.group
         if value:
-            await rec.move_user(rec._user(rec._dval) + float(fields.tweak_step_size.value),
-                                wait=False)
+            await rec.move_user(
+                rec._user(rec._dval) + float(fields.tweak_step_size.value), wait=False
+            )
         return 0
 
     @motor.fields.tweak_motor_reverse.putter
     async def _twr_put(fields, instance, value):
         rec = fields.parent.group
         if value:
-            await rec.move_user(rec._user(rec._dval) - float(fields.tweak_step_size.value),
-                                wait=False)
+            await rec.move_user(
+                rec._user(rec._dval) - float(fields.tweak_step_size.value), wait=False
+            )
         return 0
 
     @motor.fields.stop.putter

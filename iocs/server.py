@@ -39,38 +39,83 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ioc = load_raw_iconfig(DEFAULT_ICONFIG)["ioc"]  # startup/iconfig.yml: the one source
     rows, cols = ioc["frame_shape"]
     p = argparse.ArgumentParser(prog="adscan ioc", description=__doc__.splitlines()[0])
-    p.add_argument("--prefix-motors", default=ioc["motors_prefix"],
-                   help=f"motor record prefix ({ioc['motors_prefix']})")
-    p.add_argument("--motor-count", type=int, default=ioc["motor_count"],
-                   help=f"number of motors m1..mN ({ioc['motor_count']}), unless --motor-names")
-    p.add_argument("--motor-names", default=None,
-                   help="comma-separated motor record names after the prefix (m1,m2,m3,m4); "
-                        "any legal EPICS record-name characters, e.g. 'Mtr'")
-    p.add_argument("--bits", type=int, default=0,
-                   help="also serve N synApps bo records <prefix-motors>gp:bit1..N (0)")
-    p.add_argument("--velocity", type=float, default=ioc["motor_velocity"],
-                   help=f"motor velocity, units/s ({ioc['motor_velocity']:g})")
-    p.add_argument("--prefix-ad", default=ioc["ad_prefix"],
-                   help=f"area detector prefix ({ioc['ad_prefix']})")
-    p.add_argument("--data-dir", type=Path, default=Path("/tmp/adscan-ioc"),
-                   help="directory the HDF5 plugin writes below (its initial FilePath)")
+    p.add_argument(
+        "--prefix-motors",
+        default=ioc["motors_prefix"],
+        help=f"motor record prefix ({ioc['motors_prefix']})",
+    )
+    p.add_argument(
+        "--motor-count",
+        type=int,
+        default=ioc["motor_count"],
+        help=f"number of motors m1..mN ({ioc['motor_count']}), unless --motor-names",
+    )
+    p.add_argument(
+        "--motor-names",
+        default=None,
+        help="comma-separated motor record names after the prefix (m1,m2,m3,m4); "
+        "any legal EPICS record-name characters, e.g. 'Mtr'",
+    )
+    p.add_argument(
+        "--bits",
+        type=int,
+        default=0,
+        help="also serve N synApps bo records <prefix-motors>gp:bit1..N (0)",
+    )
+    p.add_argument(
+        "--velocity",
+        type=float,
+        default=ioc["motor_velocity"],
+        help=f"motor velocity, units/s ({ioc['motor_velocity']:g})",
+    )
+    p.add_argument(
+        "--prefix-ad", default=ioc["ad_prefix"], help=f"area detector prefix ({ioc['ad_prefix']})"
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("/tmp/adscan-ioc"),
+        help="directory the HDF5 plugin writes below (its initial FilePath)",
+    )
     p.add_argument("--rows", type=int, default=rows, help=f"image rows ({rows})")
     p.add_argument("--cols", type=int, default=cols, help=f"image columns ({cols})")
-    p.add_argument("--data-type", default=ioc["data_type"],
-                   help=f"image data type ({ioc['data_type']})")
-    p.add_argument("--port", type=int, default=None,
-                   help="CA server port of the motors (default: EPICS_CA_SERVER_PORT or 5064)")
-    p.add_argument("--ad-port", type=int, default=None,
-                   help="CA server port of the area detector (default: port + 2)")
-    p.add_argument("--pva-port", type=int, default=None,
-                   help="pvAccess UDP port of Pva1 (default: port + 3; TCP: this + 1)")
-    p.add_argument("--ad-impl", choices=("softioc", "caproto"), default="softioc",
-                   help="softioc: AD IOC on the EPICS IOC core (default); caproto: the "
-                        "previous simulator, motors and detector in one caproto process")
-    p.add_argument("--role", choices=("launcher", "motors"), default="launcher",
-                   help=argparse.SUPPRESS)
-    p.add_argument("--ready-timeout", type=float, default=60.0,
-                   help="seconds to wait for every PV to answer before giving up")
+    p.add_argument(
+        "--data-type", default=ioc["data_type"], help=f"image data type ({ioc['data_type']})"
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="CA server port of the motors (default: EPICS_CA_SERVER_PORT or 5064)",
+    )
+    p.add_argument(
+        "--ad-port",
+        type=int,
+        default=None,
+        help="CA server port of the area detector (default: port + 2)",
+    )
+    p.add_argument(
+        "--pva-port",
+        type=int,
+        default=None,
+        help="pvAccess UDP port of Pva1 (default: port + 3; TCP: this + 1)",
+    )
+    p.add_argument(
+        "--ad-impl",
+        choices=("softioc", "caproto"),
+        default="softioc",
+        help="softioc: AD IOC on the EPICS IOC core (default); caproto: the "
+        "previous simulator, motors and detector in one caproto process",
+    )
+    p.add_argument(
+        "--role", choices=("launcher", "motors"), default="launcher", help=argparse.SUPPRESS
+    )
+    p.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for every PV to answer before giving up",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log caproto at INFO")
     return p.parse_args(argv)
 
@@ -163,10 +208,12 @@ async def serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     if motors_only:  # the launcher checks that the PVs answer
         await asyncio.sleep(0.05)
-        print(f"READY-MOTORS names={','.join(m.prefix for m in motors)} pvs={len(pvdb)}",
-              flush=True)
-        await asyncio.wait({asyncio.create_task(stop.wait()), server},
-                           return_when=asyncio.FIRST_COMPLETED)
+        print(
+            f"READY-MOTORS names={','.join(m.prefix for m in motors)} pvs={len(pvdb)}", flush=True
+        )
+        await asyncio.wait(
+            {asyncio.create_task(stop.wait()), server}, return_when=asyncio.FIRST_COMPLETED
+        )
         # nothing to save: leave at once, so clients see the circuits close (a cancelled
         # server could keep its sockets open and clients would wait for CA's 30 s timeout)
         sys.stdout.flush()
@@ -181,8 +228,11 @@ async def serve(args: argparse.Namespace) -> int:
         try:
             seconds = checker.result()
         except Exception as ex:  # noqa: BLE001 - reported, then exit non-zero
-            print(f"adscan ioc: PVs did not answer within {args.ready_timeout} s: {ex}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"adscan ioc: PVs did not answer within {args.ready_timeout} s: {ex}",
+                file=sys.stderr,
+                flush=True,
+            )
             stop.set()
             await _shutdown(server, detector)
             return 1

@@ -115,10 +115,14 @@ DTYPES = {
 }
 DTYPE_NAMES = {np.dtype(v): k for k, v in DTYPES.items()}
 CA_ARRAY_TYPES = {  # image1:ArrayData channel class per frame data type (read-only)
-    "Int8": ad_records.ByteArrayRO, "UInt8": ad_records.ByteArrayRO,
-    "Int16": ad_records.IntegerRO, "UInt16": ad_records.IntegerRO,
-    "Int32": ad_records.IntegerRO, "UInt32": ad_records.IntegerRO,
-    "Float32": ad_records.DoubleRO, "Float64": ad_records.DoubleRO,
+    "Int8": ad_records.ByteArrayRO,
+    "UInt8": ad_records.ByteArrayRO,
+    "Int16": ad_records.IntegerRO,
+    "UInt16": ad_records.IntegerRO,
+    "Int32": ad_records.IntegerRO,
+    "UInt32": ad_records.IntegerRO,
+    "Float32": ad_records.DoubleRO,
+    "Float64": ad_records.DoubleRO,
 }
 
 
@@ -144,8 +148,15 @@ class NDArr:
         return list(self.data.shape[::-1])
 
     def like(self, data: np.ndarray) -> NDArr:
-        return NDArr(data, self.unique_id, self.timestamp, self.ts_sec, self.ts_nsec,
-                     self.color_mode, self.end_of_acquisition)
+        return NDArr(
+            data,
+            self.unique_id,
+            self.timestamp,
+            self.ts_sec,
+            self.ts_nsec,
+            self.color_mode,
+            self.end_of_acquisition,
+        )
 
 
 # ---------------------------------------------------------------------------- frames
@@ -160,8 +171,9 @@ class FrameSynth:
         rng = np.random.default_rng(seed)
         self._rng = rng
         lam = 5.0
-        self.bank = [(rng.poisson(lam, self.shape) * self.scale).astype(self.dtype)
-                     for _ in range(bank)]
+        self.bank = [
+            (rng.poisson(lam, self.shape) * self.scale).astype(self.dtype) for _ in range(bank)
+        ]
         self._k = 0
         self._peak_key = None
         self._peak = None
@@ -192,7 +204,7 @@ class FrameSynth:
         r = int(self._rng.integers(0, self.shape[0]))
         out = np.empty_like(noise)
         out[: self.shape[0] - r] = noise[r:]
-        out[self.shape[0] - r:] = noise[:r]
+        out[self.shape[0] - r :] = noise[:r]
         out += self._peak_image(a, b)  # noise max + peak max stays below the type's max
         return out
 
@@ -212,20 +224,38 @@ def _compression_kwargs(name: str, zlevel: int, blosc: tuple[str, int, str]) -> 
         return dict(hdf5plugin.Bitshuffle(cname="lz4")), ""
     if name == "Blosc":
         cname, level, shuffle = blosc
-        cmap = {"BloscLZ": "blosclz", "LZ4": "lz4", "LZ4HC": "lz4hc", "SNAPPY": "snappy",
-                "ZLIB": "zlib", "ZSTD": "zstd"}
-        smap = {"None": hdf5plugin.Blosc.NOSHUFFLE, "Byte": hdf5plugin.Blosc.SHUFFLE,
-                "Bit": hdf5plugin.Blosc.BITSHUFFLE}
-        return dict(hdf5plugin.Blosc(cname=cmap.get(cname, "lz4"), clevel=int(level),
-                                     shuffle=smap.get(shuffle, 0))), ""
+        cmap = {
+            "BloscLZ": "blosclz",
+            "LZ4": "lz4",
+            "LZ4HC": "lz4hc",
+            "SNAPPY": "snappy",
+            "ZLIB": "zlib",
+            "ZSTD": "zstd",
+        }
+        smap = {
+            "None": hdf5plugin.Blosc.NOSHUFFLE,
+            "Byte": hdf5plugin.Blosc.SHUFFLE,
+            "Bit": hdf5plugin.Blosc.BITSHUFFLE,
+        }
+        return dict(
+            hdf5plugin.Blosc(
+                cname=cmap.get(cname, "lz4"), clevel=int(level), shuffle=smap.get(shuffle, 0)
+            )
+        ), ""
     return {}, f"Compression {name} not supported by the simulator: writing uncompressed"
 
 
 class H5Writer:
     """ADCore-like HDF5 file (runs in the plugin's writer thread only)."""
 
-    def __init__(self, path: str, shape: tuple[int, ...], dtype,
-                 store_attr: bool = True, store_perf: bool = True):
+    def __init__(
+        self,
+        path: str,
+        shape: tuple[int, ...],
+        dtype,
+        store_attr: bool = True,
+        store_perf: bool = True,
+    ):
         import h5py
         import hdf5plugin  # noqa: F401 - registers the filters
 
@@ -249,10 +279,13 @@ class H5Writer:
         if store_attr:
             nda = inst.create_group("NDAttributes")
             nda.attrs["NX_class"] = "NXcollection"
-            for name, dt in (("NDArrayUniqueId", np.int32), ("NDArrayTimeStamp", np.float64),
-                             ("NDArrayEpicsTSSec", np.uint32), ("NDArrayEpicsTSnSec", np.uint32)):
-                d = nda.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt,
-                                       chunks=(1024,))
+            for name, dt in (
+                ("NDArrayUniqueId", np.int32),
+                ("NDArrayTimeStamp", np.float64),
+                ("NDArrayEpicsTSSec", np.uint32),
+                ("NDArrayEpicsTSnSec", np.uint32),
+            ):
+                d = nda.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(1024,))
                 d.attrs["NDAttrName"] = name
                 d.attrs["NDAttrSource"] = "Driver"
                 d.attrs["NDAttrSourceType"] = "NDAttrSourceDriver"
@@ -261,16 +294,22 @@ class H5Writer:
         if store_perf:
             perf = inst.create_group("performance")
             perf.attrs["NX_class"] = "NXcollection"
-            self.perf = perf.create_dataset("timestamp", shape=(0, 5), maxshape=(None, 5),
-                                            dtype=np.float64, chunks=(1024, 5))
+            self.perf = perf.create_dataset(
+                "timestamp", shape=(0, 5), maxshape=(None, 5), dtype=np.float64, chunks=(1024, 5)
+            )
         f.flush()
 
     def create_data(self, comp: dict) -> None:
         """Create the image dataset (at the first frame, with the compression then in force)."""
         shape = self.shape
         self.ds = self.det.create_dataset(
-            "data", shape=(0, *shape), maxshape=(None, *shape), chunks=(1, *shape),
-            dtype=self.dtype, **comp)
+            "data",
+            shape=(0, *shape),
+            maxshape=(None, *shape),
+            chunks=(1, *shape),
+            dtype=self.dtype,
+            **comp,
+        )
         self.ds.attrs["NX_class"] = "SDS"
         self.ds.attrs["signal"] = np.int32(1)
         self.ds.attrs["interpretation"] = "image"
@@ -285,10 +324,12 @@ class H5Writer:
         n = self.count
         self.ds.resize(n + 1, axis=0)
         self.ds[n] = arr.data
-        for name, val in (("NDArrayUniqueId", arr.unique_id),
-                          ("NDArrayTimeStamp", arr.timestamp),
-                          ("NDArrayEpicsTSSec", arr.ts_sec),
-                          ("NDArrayEpicsTSnSec", arr.ts_nsec)):
+        for name, val in (
+            ("NDArrayUniqueId", arr.unique_id),
+            ("NDArrayTimeStamp", arr.timestamp),
+            ("NDArrayEpicsTSSec", arr.ts_sec),
+            ("NDArrayEpicsTSnSec", arr.ts_nsec),
+        ):
             d = self.attrs.get(name)
             if d is not None:
                 d.resize(n + 1, axis=0)
@@ -300,8 +341,13 @@ class H5Writer:
             self.perf.resize(n + 1, axis=0)
             # [seconds since open, write seconds, frames, MB written, MB/s]
             mb = arr.data.nbytes * self.count / 1e6
-            self.perf[n] = (now - self.t_open, dt, self.count, mb,
-                            arr.data.nbytes / 1e6 / dt if dt > 0 else 0.0)
+            self.perf[n] = (
+                now - self.t_open,
+                dt,
+                self.count,
+                mb,
+                arr.data.nbytes / 1e6 / dt if dt > 0 else 0.0,
+            )
         if flush:
             self.f.flush()
             self.t_flush = time.monotonic()
@@ -334,8 +380,10 @@ def _errno_first(ex: Exception) -> str:
     return text
 
 
-_CONVERSION = re.compile(r"%[-+ #0]*(?:\*|\d+)?(?:\.(?:\*|\d+))?(?:hh|h|ll|l|L|z|j|t)?"
-                         r"([diouxXeEfFgGcs%])")
+_CONVERSION = re.compile(
+    r"%[-+ #0]*(?:\*|\d+)?(?:\.(?:\*|\d+))?(?:hh|h|ll|l|L|z|j|t)?"
+    r"([diouxXeEfFgGcs%])"
+)
 
 
 def c_format(template: str, args: tuple) -> str:
@@ -344,7 +392,7 @@ def c_format(template: str, args: tuple) -> str:
     the next argument, a missing one formats as empty/0."""
     out, pos, i = [], 0, 0
     for m in _CONVERSION.finditer(template):
-        out.append(template[pos:m.start()])
+        out.append(template[pos : m.start()])
         pos = m.end()
         spec, conv = m.group(0), m.group(1)
         if conv == "%":
@@ -484,8 +532,7 @@ class PluginBehaviour(_Base):
                 logger.exception("%s: processing failed", self.prefix)
             finally:
                 self.pending -= 1
-                await self.set("QueueFree", max(int(self.get("QueueSize")), 1)
-                               - self.queue.qsize())
+                await self.set("QueueFree", max(int(self.get("QueueSize")), 1) - self.queue.qsize())
 
     async def _process(self, arr: NDArr) -> None:
         t0 = time.perf_counter()
@@ -547,7 +594,7 @@ class ROIBehaviour(PluginBehaviour):
 
         x0, sx, bx, rx = axis("X", nx)
         y0, sy, by, ry = axis("Y", ny)
-        view = data[y0:y0 + sy, x0:x0 + sx]
+        view = data[y0 : y0 + sy, x0 : x0 + sx]
         if bx > 1 or by > 1:
             sy2, sx2 = (sy // by) * by, (sx // bx) * bx
             v = view[:sy2, :sx2].reshape(sy2 // by, by, sx2 // bx, bx)
@@ -610,14 +657,22 @@ class StatsBehaviour(PluginBehaviour):
         bgd = 0.0
         w = int(self.get("BgdWidth"))
         if w > 0 and a.ndim == 2 and nx > 2 * w and ny > 2 * w:
-            border = np.concatenate([a[:w].ravel(), a[-w:].ravel(), a[w:-w, :w].ravel(),
-                                     a[w:-w, -w:].ravel()]).astype(np.float64)
+            border = np.concatenate(
+                [a[:w].ravel(), a[-w:].ravel(), a[w:-w, :w].ravel(), a[w:-w, -w:].ravel()]
+            ).astype(np.float64)
             bgd = float(border.mean()) * n
-        sigma = var ** 0.5
-        for name, val in (("Total", total), ("MaxValue", vmax), ("MinValue", vmin),
-                          ("MeanValue", mean), ("Net", total - bgd),
-                          ("MaxX", imax % nx), ("MaxY", imax // nx),
-                          ("MinX", imin % nx), ("MinY", imin // nx)):
+        sigma = var**0.5
+        for name, val in (
+            ("Total", total),
+            ("MaxValue", vmax),
+            ("MinValue", vmin),
+            ("MeanValue", mean),
+            ("Net", total - bgd),
+            ("MaxX", imax % nx),
+            ("MaxY", imax // nx),
+            ("MinX", imin % nx),
+            ("MinY", imin // nx),
+        ):
             await self.set_pair(name, float(val))
         await self.set("SigmaValue", sigma)
         await self.set("Sigma_RBV", sigma)
@@ -637,14 +692,14 @@ class StatsBehaviour(PluginBehaviour):
         x, y = np.arange(px.size), np.arange(py.size)
         cx, cy = float(px @ x) / tot, float(py @ y) / tot
         vx, vy = float(px @ (x - cx) ** 2) / tot, float(py @ (y - cy) ** 2) / tot
-        sx, sy = vx ** 0.5, vy ** 0.5
+        sx, sy = vx**0.5, vy**0.5
         vals = {"CentroidX": cx, "CentroidY": cy, "SigmaX": sx, "SigmaY": sy}
         if sx > 0:
-            vals["SkewX"] = float(px @ (x - cx) ** 3) / tot / sx ** 3
-            vals["KurtosisX"] = float(px @ (x - cx) ** 4) / tot / sx ** 4 - 3
+            vals["SkewX"] = float(px @ (x - cx) ** 3) / tot / sx**3
+            vals["KurtosisX"] = float(px @ (x - cx) ** 4) / tot / sx**4 - 3
         if sy > 0:
-            vals["SkewY"] = float(py @ (y - cy) ** 3) / tot / sy ** 3
-            vals["KurtosisY"] = float(py @ (y - cy) ** 4) / tot / sy ** 4 - 3
+            vals["SkewY"] = float(py @ (y - cy) ** 3) / tot / sy**3
+            vals["KurtosisY"] = float(py @ (y - cy) ** 4) / tot / sy**4 - 3
         for name, val in vals.items():
             await self.set_pair(name, val)
 
@@ -752,8 +807,7 @@ class HDF5Behaviour(PluginBehaviour):
             return self.get("FilePathExists_RBV") == "Yes"
         depth = int(self.get("CreateDirectory"))
         if depth:
-            await self._run(create_directories, path if path.endswith("/") else path + "/",
-                            depth)
+            await self._run(create_directories, path if path.endswith("/") else path + "/", depth)
         bare = path[:-1] if path.endswith(("/", "\\")) else path
         exists = bool(bare) and os.path.isdir(bare)
         if exists:
@@ -780,8 +834,13 @@ class HDF5Behaviour(PluginBehaviour):
         fname = self._next_name()
         try:
             self.writer = await self._run(
-                H5Writer, fname, tuple(shape), dtype,
-                self.get("StoreAttr") == "Yes", self.get("StorePerform") == "Yes")
+                H5Writer,
+                fname,
+                tuple(shape),
+                dtype,
+                self.get("StoreAttr") == "Yes",
+                self.get("StorePerform") == "Yes",
+            )
         except Exception as ex:  # noqa: BLE001 - reported like ADCore does
             self.writer = None
             await self.message(f"Error opening file {fname}: {ex}", error=True)
@@ -799,17 +858,25 @@ class HDF5Behaviour(PluginBehaviour):
         w = self.writer
         if w.ds is None:
             comp, note = _compression_kwargs(
-                self.get("Compression"), int(self.get("ZLevel")),
-                (self.get("BloscCompressor"), int(self.get("BloscLevel")),
-                 self.get("BloscShuffle")))
+                self.get("Compression"),
+                int(self.get("ZLevel")),
+                (
+                    self.get("BloscCompressor"),
+                    int(self.get("BloscLevel")),
+                    self.get("BloscShuffle"),
+                ),
+            )
             await self._run(w.create_data, comp)
             if note:
                 await self.message(note)
         # Flush policy: at the end of each acquisition (a point's frames; before AcquireBusy
         # falls, as the cam waits for the plugins) and at least every FLUSH_INTERVAL seconds
         # (Continuous mode), not after every frame (a flush costs about as much as the write).
-        flush = (arr.end_of_acquisition or not self.ioc.acquiring
-                 or time.monotonic() - w.t_flush >= FLUSH_INTERVAL)
+        flush = (
+            arr.end_of_acquisition
+            or not self.ioc.acquiring
+            or time.monotonic() - w.t_flush >= FLUSH_INTERVAL
+        )
         await self._run(w.append, arr, flush)
 
     async def close_file(self) -> None:
@@ -836,7 +903,8 @@ class HDF5Behaviour(PluginBehaviour):
         if mode == "Stream" and self.get("LazyOpen") != "Yes":
             if self.last is None:
                 await self.message(
-                    "ERROR: must collect an array to get dimensions first", error=True)
+                    "ERROR: must collect an array to get dimensions first", error=True
+                )
                 return False
             if not await self.open_file(self.last.data.shape, self.last.data.dtype):
                 return False
@@ -862,13 +930,17 @@ class HDF5Behaviour(PluginBehaviour):
 
     async def write_file_now(self) -> None:
         """WriteFile: Single mode writes the last array; Capture mode the buffer."""
-        frames = self.buffer if self.get("FileWriteMode") == "Capture" else (
-            [self.last] if self.last is not None else [])
+        frames = (
+            self.buffer
+            if self.get("FileWriteMode") == "Capture"
+            else ([self.last] if self.last is not None else [])
+        )
         if not frames:
             await self.message("No arrays to write", error=True)
             return
-        if self.writer is None and not await self.open_file(frames[0].data.shape,
-                                                            frames[0].data.dtype):
+        if self.writer is None and not await self.open_file(
+            frames[0].data.shape, frames[0].data.dtype
+        ):
             return
         for f in frames:
             await self.write_frame(f)
@@ -881,8 +953,9 @@ class HDF5Behaviour(PluginBehaviour):
             self.last = arr
             mode = self.get("FileWriteMode")
             if mode == "Single":
-                if self.get("AutoSave") == "Yes" and await self.open_file(arr.data.shape,
-                                                                          arr.data.dtype):
+                if self.get("AutoSave") == "Yes" and await self.open_file(
+                    arr.data.shape, arr.data.dtype
+                ):
                     await self.write_frame(arr)
                     await self.close_file()
                 return None
@@ -905,8 +978,9 @@ class HDF5Behaviour(PluginBehaviour):
             try:
                 await self.write_frame(arr)
             except Exception as ex:  # noqa: BLE001
-                await self.message(f"Error writing {self.writer.path}: {_errno_first(ex)}",
-                                   error=True)
+                await self.message(
+                    f"Error writing {self.writer.path}: {_errno_first(ex)}", error=True
+                )
                 return None
             await self.set("NumCaptured_RBV", n + 1)
             if target > 0 and n + 1 >= target:
@@ -979,8 +1053,9 @@ class FileBehaviour(HDF5Behaviour):
         fname = self._next_name()
         quality = int(self.get("JPEGQuality")) if "JPEGQuality" in self.specs else 100
         try:
-            self.writer = await self._run(ImageFileWriter, fname, tuple(shape), dtype,
-                                          self.plugin_type, quality)
+            self.writer = await self._run(
+                ImageFileWriter, fname, tuple(shape), dtype, self.plugin_type, quality
+            )
         except Exception as ex:  # noqa: BLE001 - reported like ADCore does
             self.writer = None
             await self.message(f"Error opening file {fname}: {ex}", error=True)
@@ -1039,9 +1114,16 @@ class SimDetectorIOC(PVGroup):
     ``__init__`` rather than declared as ``SubGroup`` attributes; ``pvdb`` merges theirs.
     """
 
-    def __init__(self, prefix: str = "kad:", *, data_dir: Path,
-                 frame_shape: tuple[int, int] = (1024, 1024), data_type: str = "UInt8",
-                 positions: Callable[[], dict[str, float]] | None = None, **kwargs):
+    def __init__(
+        self,
+        prefix: str = "kad:",
+        *,
+        data_dir: Path,
+        frame_shape: tuple[int, int] = (1024, 1024),
+        data_type: str = "UInt8",
+        positions: Callable[[], dict[str, float]] | None = None,
+        **kwargs,
+    ):
         if data_type not in DTYPES:
             raise ValueError(f"data_type must be one of {sorted(DTYPES)}")
         # caproto expands {macros} in prefixes with str.format: keep braces literal
@@ -1055,17 +1137,29 @@ class SimDetectorIOC(PVGroup):
         self._closed = False
         ny, nx = self.frame_shape
         nelm = nx * ny
-        array_kw = {"ArrayData": dict(dtype=CA_ARRAY_TYPES[data_type], max_length=nelm,
-                                      value=np.zeros(nelm, dtype=DTYPES[data_type]
-                                                     if data_type != "Int8" else np.uint8))}
+        array_kw = {
+            "ArrayData": dict(
+                dtype=CA_ARRAY_TYPES[data_type],
+                max_length=nelm,
+                value=np.zeros(nelm, dtype=DTYPES[data_type] if data_type != "Int8" else np.uint8),
+            )
+        }
         groups = {}
         for suffix, (_, ptype, port, upstream) in _groups().items():
-            base = CamBehaviour if suffix == "cam1:" else PLUGIN_BEHAVIOUR.get(
-                suffix, FileBehaviour if suffix in FILE_PLUGINS else PassThroughBehaviour)
+            base = (
+                CamBehaviour
+                if suffix == "cam1:"
+                else PLUGIN_BEHAVIOUR.get(
+                    suffix, FileBehaviour if suffix in FILE_PLUGINS else PassThroughBehaviour
+                )
+            )
             overrides = array_kw if suffix == "image1:" else {}
             cls = make_group_class(suffix, base=base, overrides=overrides)
-            grp = cls(prefix=(prefix + suffix).replace("{", "{{").replace("}", "}}"),
-                      ioc=self, parent=self)
+            grp = cls(
+                prefix=(prefix + suffix).replace("{", "{{").replace("}", "}}"),
+                ioc=self,
+                parent=self,
+            )
             if suffix != "cam1:":
                 grp.plugin_type, grp.port = ptype, port
             groups[suffix] = (grp, ptype, port, upstream)
@@ -1075,10 +1169,16 @@ class SimDetectorIOC(PVGroup):
         self.roi1 = groups["ROI1:"][0]
         self.stats1 = groups["Stats1:"][0]
         self.hdf1 = groups["HDF1:"][0]
-        self.plugins: list[PluginBehaviour] = [self.roi1, self.stats1, self.hdf1, self.image,
-                                               self.pva]
-        self.plugins += [g for sfx, (g, *_) in groups.items()
-                         if sfx != "cam1:" and g not in self.plugins]
+        self.plugins: list[PluginBehaviour] = [
+            self.roi1,
+            self.stats1,
+            self.hdf1,
+            self.image,
+            self.pva,
+        ]
+        self.plugins += [
+            g for sfx, (g, *_) in groups.items() if sfx != "cam1:" and g not in self.plugins
+        ]
         for grp, *_ in groups.values():
             self.pvdb.update(grp.pvdb)
         self._initial_values(groups, data_type)
@@ -1092,14 +1192,26 @@ class SimDetectorIOC(PVGroup):
             inst._data["value"] = inst.preprocess_value(value)
 
         cam = self.cam
-        for name, val in (("PortName_RBV", "SIM1"), ("MaxSizeX_RBV", nx), ("MaxSizeY_RBV", ny),
-                          ("SizeX", nx), ("SizeX_RBV", nx), ("SizeY", ny), ("SizeY_RBV", ny),
-                          ("ArraySizeX_RBV", nx), ("ArraySizeY_RBV", ny),
-                          ("ArraySize_RBV", nx * ny * np.dtype(DTYPES[data_type]).itemsize),
-                          ("DataType", data_type), ("DataType_RBV", data_type),
-                          ("AcquireTime", 0.1), ("AcquireTime_RBV", 0.1),
-                          ("AcquirePeriod", 0.1), ("AcquirePeriod_RBV", 0.1),
-                          ("StatusMessage_RBV", "Idle"), ("DriverVersion_RBV", "3.4.0")):
+        for name, val in (
+            ("PortName_RBV", "SIM1"),
+            ("MaxSizeX_RBV", nx),
+            ("MaxSizeY_RBV", ny),
+            ("SizeX", nx),
+            ("SizeX_RBV", nx),
+            ("SizeY", ny),
+            ("SizeY_RBV", ny),
+            ("ArraySizeX_RBV", nx),
+            ("ArraySizeY_RBV", ny),
+            ("ArraySize_RBV", nx * ny * np.dtype(DTYPES[data_type]).itemsize),
+            ("DataType", data_type),
+            ("DataType_RBV", data_type),
+            ("AcquireTime", 0.1),
+            ("AcquireTime_RBV", 0.1),
+            ("AcquirePeriod", 0.1),
+            ("AcquirePeriod_RBV", 0.1),
+            ("StatusMessage_RBV", "Idle"),
+            ("DriverVersion_RBV", "3.4.0"),
+        ):
             put(cam, name, val)
         path = str(self.data_dir)
         if not path.endswith("/"):
@@ -1120,17 +1232,30 @@ class SimDetectorIOC(PVGroup):
         # image1 starts with the cam's dimensions (a fresh real IOC has 0s, which makes
         # ophyd's ImagePlugin.image derived signal log "Invalid array size" tracebacks when a
         # client subscribes to ArrayData); HDF1 keeps 0s on purpose (priming, see above).
-        for name, val in (("NDimensions_RBV", 2), ("ArraySize0_RBV", nx), ("ArraySize1_RBV", ny),
-                          ("Dim0SA_RBV", nx), ("Dim1SA_RBV", ny), ("ArraySizeX_RBV", nx),
-                          ("ArraySizeY_RBV", ny), ("Dimensions_RBV", [nx, ny] + [0] * 8),
-                          ("DataType_RBV", data_type)):
+        for name, val in (
+            ("NDimensions_RBV", 2),
+            ("ArraySize0_RBV", nx),
+            ("ArraySize1_RBV", ny),
+            ("Dim0SA_RBV", nx),
+            ("Dim1SA_RBV", ny),
+            ("ArraySizeX_RBV", nx),
+            ("ArraySizeY_RBV", ny),
+            ("Dimensions_RBV", [nx, ny] + [0] * 8),
+            ("DataType_RBV", data_type),
+        ):
             put(self.image, name, val)
         hdf = self.hdf1
-        for name, val in (("FilePath", path), ("FilePath_RBV", path),
-                          ("FilePathExists_RBV", "Yes" if os.path.isdir(path) else "No"),
-                          ("FileName", "image"), ("FileName_RBV", "image"),
-                          ("FileWriteMode", "Stream"), ("FileWriteMode_RBV", "Stream"),
-                          ("NumCapture", 1), ("NumCapture_RBV", 1)):
+        for name, val in (
+            ("FilePath", path),
+            ("FilePath_RBV", path),
+            ("FilePathExists_RBV", "Yes" if os.path.isdir(path) else "No"),
+            ("FileName", "image"),
+            ("FileName_RBV", "image"),
+            ("FileWriteMode", "Stream"),
+            ("FileWriteMode_RBV", "Stream"),
+            ("NumCapture", 1),
+            ("NumCapture_RBV", 1),
+        ):
             put(hdf, name, val)
 
     # -- helpers
@@ -1211,7 +1336,7 @@ class SimDetectorIOC(PVGroup):
         x0, y0, sx, sy = self._geometry()
         ny, nx = self.frame_shape
         if (x0, y0, sx, sy) != (0, 0, nx, ny):
-            data = data[y0:y0 + sy, x0:x0 + sx]
+            data = data[y0 : y0 + sy, x0 : x0 + sx]
         if self.cam.get("ReverseX") == "Yes":
             data = data[:, ::-1]
         if self.cam.get("ReverseY") == "Yes":
@@ -1256,7 +1381,8 @@ class SimDetectorIOC(PVGroup):
             await self.set_data_type()  # a DataType write still being applied
             mode = cam.get("ImageMode")
             total = {"Single": 1, "Multiple": max(int(cam.get("NumImages")), 1)}.get(
-                mode, float("inf"))
+                mode, float("inf")
+            )
             i = 0
             loop = asyncio.get_running_loop()
             while i < total:
@@ -1299,8 +1425,9 @@ class SimDetectorIOC(PVGroup):
             await cam.set("Acquire_RBV", "Done")
             await cam.set("TimeRemaining_RBV", 0.0)
             await cam.set("DetectorState_RBV", "Aborted" if aborted else "Idle")
-            await cam.set("StatusMessage_RBV", "Acquisition aborted" if aborted else
-                          "Acquisition completed")
+            await cam.set(
+                "StatusMessage_RBV", "Acquisition aborted" if aborted else "Acquisition completed"
+            )
             if cam.get("WaitForPlugins") == "Yes" or aborted:
                 await self.wait_plugins_idle()
             if aborted and self.hdf1.capturing:
@@ -1354,8 +1481,12 @@ def main(argv: list[str] | None = None) -> int:
 
         t0 = time.monotonic()
         args.data_dir.mkdir(parents=True, exist_ok=True)
-        ioc = SimDetectorIOC(args.prefix, data_dir=args.data_dir,
-                             frame_shape=(args.rows, args.cols), data_type=args.data_type)
+        ioc = SimDetectorIOC(
+            args.prefix,
+            data_dir=args.data_dir,
+            frame_shape=(args.rows, args.cols),
+            data_type=args.data_type,
+        )
         ctx = Context(ioc.pvdb, interfaces=["127.0.0.1"])
         server = asyncio.create_task(ctx.run(log_pv_names=False))
         stop = asyncio.Event()
@@ -1363,10 +1494,14 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await asyncio.sleep(0.2)
-        print(f"READY simdet pvs={len(ioc.pvdb)} prefix={args.prefix} port={ctx.port} "
-              f"startup_s={time.monotonic() - t0:.2f}", flush=True)
-        await asyncio.wait({server, asyncio.create_task(stop.wait())},
-                           return_when=asyncio.FIRST_COMPLETED)
+        print(
+            f"READY simdet pvs={len(ioc.pvdb)} prefix={args.prefix} port={ctx.port} "
+            f"startup_s={time.monotonic() - t0:.2f}",
+            flush=True,
+        )
+        await asyncio.wait(
+            {server, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+        )
         await ioc.shutdown()
         server.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

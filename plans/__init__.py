@@ -3,7 +3,8 @@
 if __name__ != "adscan.plans":  # plans/ is mapped to adscan.plans (pyproject.toml)
     raise ImportError(
         f"plans/ is the package adscan.plans: `import adscan.plans`, not `import {__name__}` "
-        "(two names would give two module objects)")
+        "(two names would give two module objects)"
+    )
 
 from adscan.plans.diagnostics import adscan_read_stats  # noqa: E402
 from adscan.plans.metadata import PlanArgumentError, check_md  # noqa: E402

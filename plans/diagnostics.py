@@ -15,11 +15,11 @@ from adscan.plans.spec import MAX_DELAY, MAX_POINTS, Param, adscan_plan
     frames_wrapper=False,
     detector=Param("Area detector whose stats1 plugin is read.", "detector"),
     num=Param("Number of readings (1 to 100000).", "count", min=1, max=MAX_POINTS),
-    delay=Param(f"Seconds between readings (0 to {MAX_DELAY:g}).", "number", min=0,
-                max=MAX_DELAY),
+    delay=Param(f"Seconds between readings (0 to {MAX_DELAY:g}).", "number", min=0, max=MAX_DELAY),
 )
-def adscan_read_stats(detector: Readable = "simdet", num: int = 5,
-                      delay: float = 0.0) -> MsgGenerator:
+def adscan_read_stats(
+    detector: Readable = "simdet", num: int = 5, delay: float = 0.0
+) -> MsgGenerator:
     """Read ``detector.stats1`` ``num`` times; no image is taken, the unique ID stays the same.
 
     Unlike ``bp.count([simdet.stats1])`` nothing is staged: the RunEngine stages a
@@ -34,8 +34,7 @@ def adscan_read_stats(detector: Readable = "simdet", num: int = 5,
     delay : float
         Seconds between readings.
     """
-    md = {"plan_name": "adscan_read_stats", "detectors": [detector.stats1.name],
-          "num_points": num}
+    md = {"plan_name": "adscan_read_stats", "detectors": [detector.stats1.name], "num_points": num}
 
     @bpp.run_decorator(md=md)
     def readings():

@@ -24,7 +24,6 @@ from adscan.plans import spec
 logger = logging.getLogger("adscan.plans")
 
 
-
 class DetectorNotReady(RuntimeError):
     """An area detector cannot take data: raised by :func:`preflight` before anything moves."""
 
@@ -51,7 +50,8 @@ def preflight(det: Any) -> None:
         names = ", ".join(getattr(s, "pvname", s.name) for s in down[:3])
         raise DetectorNotReady(
             f"{det.name}: {len(down)} PVs do not answer (e.g. {names}) after "
-            f"{spec.SETTINGS.reconnect_timeout:.0f} s: is the detector IOC running?")
+            f"{spec.SETTINGS.reconnect_timeout:.0f} s: is the detector IOC running?"
+        )
     if det._staged != Staged.no:  # a plan ended while its IOC was gone: unstage failed then
         logger.warning("%s was left staged by an earlier plan: unstaging it now", det.name)
         deadline = time.monotonic() + spec.SETTINGS.reconnect_timeout
@@ -62,20 +62,21 @@ def preflight(det: Any) -> None:
             except Exception as ex:
                 if time.monotonic() > deadline:
                     raise DetectorNotReady(
-                        f"{det.name}: left staged and cannot unstage: {ex}") from ex
+                        f"{det.name}: left staged and cannot unstage: {ex}"
+                    ) from ex
                 time.sleep(0.5)
     restore = getattr(det, "restore_after_restart", None)  # SimDetector_V34's method
     if restore is not None and restore():
-        logger.warning("%s: HDF1 was not primed (IOC restarted?): reconfigured and primed",
-                       det.name)
+        logger.warning(
+            "%s: HDF1 was not primed (IOC restarted?): reconfigured and primed", det.name
+        )
     hdf = det.hdf1
     now = datetime.datetime.now()  # the templates may hold strftime codes, as ophyd's stage()
     read_path = Path(now.strftime(hdf.read_path_template))
     write_path = now.strftime(hdf.write_path_template)
     if read_path.exists():
         if not read_path.is_dir():
-            raise DetectorNotReady(
-                f"{det.name}: image directory {read_path} is not a directory")
+            raise DetectorNotReady(f"{det.name}: image directory {read_path} is not a directory")
         try:
             fd, probe = tempfile.mkstemp(prefix=".adscan-probe-", dir=read_path)
             try:
@@ -85,17 +86,29 @@ def preflight(det: Any) -> None:
                 os.unlink(probe)
         except OSError as ex:
             raise DetectorNotReady(
-                f"{det.name}: image directory {read_path} is not writable: {ex}") from ex
+                f"{det.name}: image directory {read_path} is not writable: {ex}"
+            ) from ex
         hdf.file_path.put(write_path, wait=True)
         if not hdf.file_path_exists.get(use_monitor=False):
             raise DetectorNotReady(
                 f"{det.name}: the IOC reports that image directory {write_path} "
-                f"does not exist (FilePathExists_RBV=No): {hdf.write_message.get()}")
+                f"does not exist (FilePathExists_RBV=No): {hdf.write_message.get()}"
+            )
 
 
 #: Bytes per pixel of the cam's DataType (areaDetector NDDataType_t names).
-_PIXEL_BYTES = {"Int8": 1, "UInt8": 1, "Int16": 2, "UInt16": 2, "Int32": 4, "UInt32": 4,
-                "Int64": 8, "UInt64": 8, "Float32": 4, "Float64": 8}
+_PIXEL_BYTES = {
+    "Int8": 1,
+    "UInt8": 1,
+    "Int16": 2,
+    "UInt16": 2,
+    "Int32": 4,
+    "UInt32": 4,
+    "Int64": 8,
+    "UInt64": 8,
+    "Float32": 4,
+    "Float64": 8,
+}
 #: Free space kept beyond the expected image size (other files, HDF5 overhead).
 SPACE_MARGIN = 1.05
 
@@ -124,11 +137,13 @@ def check_space(det: Any, points: int, frames: int) -> None:
         raise DetectorNotReady(
             f"{det.name}: {points} points x {frames} frames need about {need / 1e9:.3g} GB of "
             f"images (uncompressed), but {read_path} has only {free / 1e9:.3g} GB free: "
-            "take fewer points or frames, or free space first")
+            "take fewer points or frames, or free space first"
+        )
 
 
-def with_frames(plan: Generator, detectors: Iterable[Any], frames: int,
-                points: int | None = None) -> Generator:
+def with_frames(
+    plan: Generator, detectors: Iterable[Any], frames: int, points: int | None = None
+) -> Generator:
     """Run ``plan`` with every area detector staged for ``frames`` images per point.
 
     The camera's ``num_images`` stage signal is set when the plan starts and restored
@@ -159,7 +174,8 @@ def with_frames(plan: Generator, detectors: Iterable[Any], frames: int,
             # whatever failed first (a read, a put, a timeout), say which IOC went away
             raise DeviceDisconnectedError(
                 f"IOC connection lost: PV {', '.join(sorted(down))} disconnected "
-                f"({type(ex).__name__}: {ex})") from ex
+                f"({type(ex).__name__}: {ex})"
+            ) from ex
 
     def restore():
         frameindex.flush()  # detectors unstaged: each image file gets its frame -> point index

@@ -18,11 +18,13 @@ MD_MAX_KEY = 64
 #: Integers in md must fit a signed 64-bit integer (msgpack, BSON and the catalog refuse more).
 MD_INT_MIN, MD_INT_MAX = -(2**63), 2**63 - 1
 
-MD_DESCRIPTION = (f"Metadata added to the run's start document: string keys (at most "
-                  f"{MD_MAX_KEY} characters, no '$' first, no '.'), JSON values, at most "
-                  f"{MD_MAX_DEPTH} levels and {MD_MAX_BYTES // 1024} KiB, integers within "
-                  "signed 64 bits; keys the plan sets (uid, scan_id, plan_name, detectors, "
-                  "motors, hints, ...) are refused.")
+MD_DESCRIPTION = (
+    f"Metadata added to the run's start document: string keys (at most "
+    f"{MD_MAX_KEY} characters, no '$' first, no '.'), JSON values, at most "
+    f"{MD_MAX_DEPTH} levels and {MD_MAX_BYTES // 1024} KiB, integers within "
+    "signed 64 bits; keys the plan sets (uid, scan_id, plan_name, detectors, "
+    "motors, hints, ...) are refused."
+)
 
 
 class PlanArgumentError(ValueError):
@@ -38,11 +40,13 @@ def _check_md_value(value: Any, path: str, depth: int) -> None:
                 raise PlanArgumentError(f"md key {key!r} at {path} must be a string")
             if not key or len(key) > MD_MAX_KEY:
                 raise PlanArgumentError(
-                    f"md key {key[:20]!r} at {path} must have 1 to {MD_MAX_KEY} characters")
+                    f"md key {key[:20]!r} at {path} must have 1 to {MD_MAX_KEY} characters"
+                )
             if key.startswith("$") or "." in key or any(ord(c) < 32 for c in key):
                 raise PlanArgumentError(
                     f"md key {key!r} at {path} is not allowed (no '$' first, no '.', "
-                    "no control characters)")
+                    "no control characters)"
+                )
             _check_md_value(item, f"{path}.{key}", depth + 1)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
@@ -57,11 +61,13 @@ def _check_md_value(value: Any, path: str, depth: int) -> None:
         if not MD_INT_MIN <= value <= MD_INT_MAX:
             raise PlanArgumentError(
                 f"md value at {path} is an integer outside the signed 64-bit range "
-                f"[-2**63, 2**63-1] (the catalog cannot store it): give a float or a string")
+                f"[-2**63, 2**63-1] (the catalog cannot store it): give a float or a string"
+            )
     elif not (value is None or isinstance(value, bool)):
         raise PlanArgumentError(
             f"md value at {path} must be JSON (str, number, bool, null, list, dict), "
-            f"got {type(value).__name__}")
+            f"got {type(value).__name__}"
+        )
 
 
 def check_md(md: Any) -> dict:
@@ -80,5 +86,3 @@ def check_md(md: Any) -> dict:
     if size > MD_MAX_BYTES:
         raise PlanArgumentError(f"md is {size} bytes as JSON, more than {MD_MAX_BYTES}")
     return dict(md)
-
-

@@ -40,7 +40,8 @@ def _different_motors(bound: dict[str, Any]) -> None:
 def _grid_size(bound: dict[str, Any]) -> None:
     if bound["num1"] * bound["num2"] > MAX_POINTS:
         raise PlanArgumentError(
-            f"num1 * num2 = {bound['num1'] * bound['num2']} exceeds {MAX_POINTS} points")
+            f"num1 * num2 = {bound['num1'] * bound['num2']} exceeds {MAX_POINTS} points"
+        )
 
 
 @adscan_plan(
@@ -158,8 +159,9 @@ def adscan_scan2(
     md : dict
         Extra metadata for the run.
     """
-    return (yield from bp.scan(detectors, motor1, start1, stop1, motor2, start2, stop2,
-                               num=num, md=md))
+    return (
+        yield from bp.scan(detectors, motor1, start1, stop1, motor2, start2, stop2, num=num, md=md)
+    )
 
 
 @adscan_plan(
@@ -211,5 +213,18 @@ def adscan_grid_scan(
     md : dict
         Extra metadata for the run.
     """
-    return (yield from bp.grid_scan(detectors, motor1, start1, stop1, num1, motor2, start2,
-                                    stop2, num2, snake_axes=snake, md=md))
+    return (
+        yield from bp.grid_scan(
+            detectors,
+            motor1,
+            start1,
+            stop1,
+            num1,
+            motor2,
+            start2,
+            stop2,
+            num2,
+            snake_axes=snake,
+            md=md,
+        )
+    )

@@ -102,8 +102,10 @@ def check_detectors(detectors: Any) -> list[Any]:
     ):
         raise PlanArgumentError(f"detectors must be a list of detector names, got {detectors!r}")
     if detectors is not None and len(detectors) == 0:
-        raise PlanArgumentError("detectors=[] names no detector: give at least one, or leave "
-                                f"detectors out for the default {list(SETTINGS.default_detectors)}")
+        raise PlanArgumentError(
+            "detectors=[] names no detector: give at least one, or leave "
+            f"detectors out for the default {list(SETTINGS.default_detectors)}"
+        )
     dets = [resolve(d, "detector") for d in (detectors or SETTINGS.default_detectors)]
     if not dets:
         raise PlanArgumentError("no detector: give detectors=[...]")
@@ -300,8 +302,13 @@ def adscan_plan(
             if not frames_wrapper:
                 return (yield from inner)
             dets = bound.get("detectors") or [bound["detector"]]
-            points = (bound["num"] if "num" in bound
-                      else bound["num1"] * bound["num2"] if "num1" in bound else None)
+            points = (
+                bound["num"]
+                if "num" in bound
+                else bound["num1"] * bound["num2"]
+                if "num1" in bound
+                else None
+            )
             return (yield from with_frames(inner, dets, bound["frames"], points=points))
 
         plan.__signature__ = sig

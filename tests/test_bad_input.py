@@ -55,10 +55,16 @@ def nested(depth: int) -> dict:
 STATIC = [
     # --- plan names: unknown, injection-like, private, wrong type
     ("unknown-plan", plan("no_such_plan"), "not in the list of allowed plans"),
-    ("plan-shell-injection", plan("adscan_scan; rm -rf /", *SCAN),
-     "not in the list of allowed plans"),
-    ("plan-python-injection", plan("__import__('os').system('id')"),
-     "not in the list of allowed plans"),
+    (
+        "plan-shell-injection",
+        plan("adscan_scan; rm -rf /", *SCAN),
+        "not in the list of allowed plans",
+    ),
+    (
+        "plan-python-injection",
+        plan("__import__('os').system('id')"),
+        "not in the list of allowed plans",
+    ),
     ("plan-path-traversal", plan("../../etc/passwd"), "not in the list of allowed plans"),
     ("plan-private", plan("_with_frames"), "not in the list of allowed plans"),
     ("plan-unicode", plan("adscan_scän", *SCAN), "not in the list of allowed plans"),
@@ -99,8 +105,11 @@ STATIC = [
     ("frames-str", plan("adscan_count", frames="3"), "frames"),
     ("frames-bool", plan("adscan_count", frames=False), "frames"),
     ("frames-list", plan("adscan_count", frames=[3]), "frames"),
-    ("grid-num1-zero", plan("adscan_grid_scan", "m1", -1, 1, 0, "m2", -1, 1, 2),
-     ["num1", "out of range"]),
+    (
+        "grid-num1-zero",
+        plan("adscan_grid_scan", "m1", -1, 1, 0, "m2", -1, 1, 2),
+        ["num1", "out of range"],
+    ),
     ("grid-num2-str", plan("adscan_grid_scan", "m1", -1, 1, 2, "m2", -1, 1, "x"), "num2"),
     # --- positions and other numbers
     ("start-str", plan("adscan_scan", "m1", "minus one", 1, 3), "start"),
@@ -118,8 +127,7 @@ STATIC = [
     # --- structure: missing, extra, duplicated, wrong containers
     ("missing-required", plan("adscan_scan", "m1", -1, 1), ["missing", "num"]),
     ("no-args", plan("adscan_grid_scan"), ["missing", "motor1"]),
-    ("too-many-args", plan("adscan_count", ["simdet"], 5, 3, 0.0, {}, 99),
-     "too many positional"),
+    ("too-many-args", plan("adscan_count", ["simdet"], 5, 3, 0.0, {}, 99), "too many positional"),
     ("huge-args-array", plan("adscan_scan", "m1", *range(100_000)), "too many positional"),
     ("extra-kwarg", plan("adscan_scan", *SCAN, bogus=1), ["unexpected keyword", "bogus"]),
     ("kwarg-duplicates-arg", plan("adscan_scan", *SCAN, motor="m2"), ["multiple values", "motor"]),
@@ -129,27 +137,38 @@ STATIC = [
     ("md-str", plan("adscan_scan", *SCAN, md="sample=1"), ["md", "dictionary"]),
     ("md-int", plan("adscan_count", md=5), ["md", "dictionary"]),
     # issue 12.5: stock plans are not queueable (no device check at submission; tweak loops)
-    ("stock-tweak", plan("tweak", "simdet", "simdet_stats1_total", "m1", 0.1),
-     "not in the list of allowed plans"),
+    (
+        "stock-tweak",
+        plan("tweak", "simdet", "simdet_stats1_total", "m1", 0.1),
+        "not in the list of allowed plans",
+    ),
     ("stock-count-subdevice", plan("count", ["simdet.stats1"]), "not in the list of allowed"),
-    ("stock-scan-unknown-motor", plan("scan", ["simdet"], "m9", 0, 1, num=2),
-     "not in the list of allowed plans"),
-    ("stock-grid-scan", plan("grid_scan", ["simdet"], "m1", 0, 1, 2, "m2", 0, 1, 2),
-     "not in the list of allowed plans"),
+    (
+        "stock-scan-unknown-motor",
+        plan("scan", ["simdet"], "m9", 0, 1, num=2),
+        "not in the list of allowed plans",
+    ),
+    (
+        "stock-grid-scan",
+        plan("grid_scan", ["simdet"], "m1", 0, 1, 2, "m2", 0, 1, 2),
+        "not in the list of allowed plans",
+    ),
 ]
 
 # (id, item, keyword in the failure message) - accepted at submission, refused when run
 RUNTIME = [
     ("start-outside-soft-limits", plan("adscan_scan", "m1", 1000.0, 0, 3), "soft limits"),
-    ("stop-outside-soft-limits", plan("adscan_scan2", "m1", 0, 1, "m2", 0, -500, 3),
-     "soft limits"),
+    ("stop-outside-soft-limits", plan("adscan_scan2", "m1", 0, 1, "m2", 0, -500, 3), "soft limits"),
     ("start-nan", plan("adscan_scan", "m1", math.nan, 1, 3), "finite number"),
     ("stop-inf", plan("adscan_scan", "m1", 0, math.inf, 3), "finite number"),
     ("start-bool", plan("adscan_scan", "m1", True, 1, 3), "finite number"),
     ("scan2-same-motor", plan("adscan_scan2", "m1", 0, 1, "m1", 0, 1, 3), "must differ"),
     ("grid-same-motor", plan("adscan_grid_scan", "m2", -1, 1, 2, "m2", -1, 1, 2), "must differ"),
-    ("grid-too-many-points", plan("adscan_grid_scan", "m1", -1, 1, 1000, "m2", -1, 1, 1000),
-     "exceeds"),
+    (
+        "grid-too-many-points",
+        plan("adscan_grid_scan", "m1", -1, 1, 1000, "m2", -1, 1, 1000),
+        "exceeds",
+    ),
     ("snake-int", plan("adscan_grid_scan", *GRID, snake=1), "snake"),
     ("detectors-repeated", plan("adscan_count", detectors=["simdet"] * 1000), "repeat"),
     ("md-reserved-uid", plan("adscan_scan", *SCAN, md={"uid": "0000"}), "reserved"),
@@ -164,17 +183,28 @@ RUNTIME = [
     ("delay-nan", plan("adscan_count", delay=math.nan), "delay"),
     # issue 12.3 and 12.6: refused before anything moves, no run, no file, no scan number used
     ("md-int-beyond-int64", plan("adscan_count", md={"counts": 2**70}), ["md.counts", "64-bit"]),
-    ("md-int-below-int64", plan("adscan_count", md={"n": {"counts": -(2**63) - 1}}),
-     ["md.n.counts", "64-bit"]),
+    (
+        "md-int-below-int64",
+        plan("adscan_count", md={"n": {"counts": -(2**63) - 1}}),
+        ["md.n.counts", "64-bit"],
+    ),
     ("md-hints-str", plan("adscan_count", md={"hints": "x"}), ["hints", "reserved"]),
-    ("md-hints-dict", plan("adscan_scan", *SCAN, md={"hints": {"dimensions": []}}),
-     ["hints", "reserved"]),
+    (
+        "md-hints-dict",
+        plan("adscan_scan", *SCAN, md={"hints": {"dimensions": []}}),
+        ["hints", "reserved"],
+    ),
     ("detectors-empty", plan("adscan_count", detectors=[]), "detectors=[]"),
 ]
 
 # Legitimate but hostile-looking metadata is stored verbatim, never interpreted.
-INERT_MD = {"comment": "'; DROP TABLE runs; --", "shell": "$(rm -rf /) `id`",
-            "spec": "line\n#S 999 fake scan", "unicode": "Ü∂🚀 ﷽", "html": "<script>x</script>"}
+INERT_MD = {
+    "comment": "'; DROP TABLE runs; --",
+    "shell": "$(rm -rf /) `id`",
+    "spec": "line\n#S 999 fake scan",
+    "unicode": "Ü∂🚀 ﷽",
+    "html": "<script>x</script>",
+}
 
 
 def _keywords(kw) -> list[str]:
@@ -194,9 +224,11 @@ def snapshot(rm, cfg) -> dict:
         "m1": epics.caget(f"{prefix}m1.RBV", timeout=5),
         "m2": epics.caget(f"{prefix}m2.RBV", timeout=5),
         "images": sorted(p.name for p in images.rglob("*") if p.is_file())
-        if images.exists() else [],
+        if images.exists()
+        else [],
         "catalog": sorted(str(p) for p in catalog.rglob("*") if p.is_file())
-        if catalog.exists() else [],
+        if catalog.exists()
+        else [],
         "spec": hashlib.sha256(spec.read_bytes()).hexdigest() if spec.exists() else None,
     }
 
@@ -276,15 +308,25 @@ def test_qserver_lists_and_accepts_only_adscan_plans(rm, service):
 
     listed = qserver(service, "allowed", "plans").stdout
     plans_allowed = set(rm.plans_allowed()["plans_allowed"])
-    assert plans_allowed == {"adscan_count", "adscan_scan", "adscan_scan2", "adscan_grid_scan",
-                             "adscan_read_stats"}
+    assert plans_allowed == {
+        "adscan_count",
+        "adscan_scan",
+        "adscan_scan2",
+        "adscan_grid_scan",
+        "adscan_read_stats",
+    }
     for stock in ("count", "scan", "grid_scan", "tweak", "mv"):
         assert f"'{stock}'" not in listed, stock
     assert "adscan_grid_scan" in listed, listed[-2000:]
     before = [i["item_uid"] for i in rm.queue_get()["items"]]
-    proc = qserver(service, "queue", "add", "plan",
-                   '{"name": "tweak", "args": ["simdet", "simdet_stats1_total", "m1", 0.1]}',
-                   check=False)
+    proc = qserver(
+        service,
+        "queue",
+        "add",
+        "plan",
+        '{"name": "tweak", "args": ["simdet", "simdet_stats1_total", "m1", 0.1]}',
+        check=False,
+    )
     assert proc.returncode != 0 and "Plan 'tweak' is not in" in proc.stdout, proc.stdout
     assert [i["item_uid"] for i in rm.queue_get()["items"]] == before
 
@@ -327,7 +369,8 @@ def test_scan_larger_than_free_space_is_refused(rm, service):
     rm.queue_clear()
     after = snapshot(rm, service)
     assert {k: after[k] for k in ("m1", "m2", "images", "catalog", "spec")} == {
-        k: before[k] for k in ("m1", "m2", "images", "catalog", "spec")}
+        k: before[k] for k in ("m1", "m2", "images", "catalog", "spec")
+    }
 
 
 def test_hostile_looking_metadata_is_stored_verbatim(rm, service):
@@ -378,6 +421,7 @@ def oracle(name: str, kwargs: dict) -> bool:
     a true int (no bool, no float) within [1, max].  snake: bool, or int 0/1 (int is equal to
     the bool it becomes).  detectors: a list of detector names.  md: a dict.
     """
+
     def position(v):
         return isinstance(v, int | float)
 
@@ -404,23 +448,42 @@ def oracle(name: str, kwargs: dict) -> bool:
 
 
 anything = st.one_of(
-    st.integers(-10, 10), st.integers(-(10**6), 10**6), st.booleans(), st.none(),
-    st.floats(allow_nan=False, width=32), st.sampled_from(["m1", "m2", "m3", "simdet", "1", ""]),
+    st.integers(-10, 10),
+    st.integers(-(10**6), 10**6),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False, width=32),
+    st.sampled_from(["m1", "m2", "m3", "simdet", "1", ""]),
     st.lists(st.sampled_from(["simdet", "m1"]), max_size=3),
     st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 3), max_size=2),
 )
 # about half valid, half anything: both verdicts are common
-counts = st.one_of(st.integers(1, 50), st.integers(1, 50), st.integers(-3, 1003),
-                   st.integers(99_990, 100_010), anything)
+counts = st.one_of(
+    st.integers(1, 50),
+    st.integers(1, 50),
+    st.integers(-3, 1003),
+    st.integers(99_990, 100_010),
+    anything,
+)
 positions = st.one_of(st.floats(-100, 100), st.integers(-100, 100), anything)
 motors = st.one_of(st.sampled_from(MOTORS), st.sampled_from(MOTORS), anything)
 SCAN_PARAMS = {"motor": motors, "start": positions, "stop": positions, "num": counts}
-GRID_PARAMS = {"motor1": motors, "start1": positions, "stop1": positions, "num1": counts,
-               "motor2": motors, "start2": positions, "stop2": positions, "num2": counts,
-               "snake": st.one_of(st.booleans(), anything)}
-OPTIONAL = {"frames": counts,
-            "detectors": st.one_of(st.sampled_from([["simdet"], []]), anything),
-            "md": st.one_of(st.dictionaries(st.text(max_size=5), st.integers()), anything)}
+GRID_PARAMS = {
+    "motor1": motors,
+    "start1": positions,
+    "stop1": positions,
+    "num1": counts,
+    "motor2": motors,
+    "start2": positions,
+    "stop2": positions,
+    "num2": counts,
+    "snake": st.one_of(st.booleans(), anything),
+}
+OPTIONAL = {
+    "frames": counts,
+    "detectors": st.one_of(st.sampled_from([["simdet"], []]), anything),
+    "md": st.one_of(st.dictionaries(st.text(max_size=5), st.integers()), anything),
+}
 
 
 @st.composite
@@ -436,25 +499,44 @@ def submissions(draw):
     n_pos = draw(st.integers(0, len(required)))  # some arguments positional
     keys = list(kwargs)
     args = [kwargs.pop(k) for k in keys[:n_pos] if k in required and k != "snake"]
-    return name, args, kwargs, keys[:len(args)]
+    return name, args, kwargs, keys[: len(args)]
 
 
-@settings(max_examples=int(os.environ.get("ADSCAN_HYPOTHESIS_EXAMPLES", "60")), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("ADSCAN_HYPOTHESIS_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(submissions())
-@example(("adscan_scan", ["m1", 0, 1.5, 5], {"frames": 2, "md": {"a": 1}},
-          ["motor", "start", "stop", "num"]))
-@example(("adscan_grid_scan", ["m1", -1, 1, 3], {"motor2": "m2", "start2": True, "stop2": 2,
-          "num2": 4, "snake": 0, "detectors": []}, ["motor1", "start1", "stop1", "num1"]))
-@example(("adscan_scan", [], {"motor": "m2", "start": 0, "stop": 1, "num": 100_000,
-          "frames": 1000}, []))
+@example(
+    (
+        "adscan_scan",
+        ["m1", 0, 1.5, 5],
+        {"frames": 2, "md": {"a": 1}},
+        ["motor", "start", "stop", "num"],
+    )
+)
+@example(
+    (
+        "adscan_grid_scan",
+        ["m1", -1, 1, 3],
+        {"motor2": "m2", "start2": True, "stop2": 2, "num2": 4, "snake": 0, "detectors": []},
+        ["motor1", "start1", "stop1", "num1"],
+    )
+)
+@example(
+    ("adscan_scan", [], {"motor": "m2", "start": 0, "stop": 1, "num": 100_000, "frames": 1000}, [])
+)
 def test_validator_matches_oracle(offline_lists, sub):
     from bluesky_queueserver import validate_plan
 
     name, args, kwargs, arg_keys = sub
     allowed_plans, allowed_devices = offline_lists
-    ok, msg = validate_plan({"name": name, "args": args, "kwargs": kwargs},
-                            allowed_plans=allowed_plans, allowed_devices=allowed_devices)
+    ok, msg = validate_plan(
+        {"name": name, "args": args, "kwargs": kwargs},
+        allowed_plans=allowed_plans,
+        allowed_devices=allowed_devices,
+    )
     expected = oracle(name, {**dict(zip(arg_keys, args, strict=True)), **kwargs})
     assert ok == expected, (name, args, kwargs, msg)
     if not ok:
@@ -468,5 +550,6 @@ def test_oracle_can_refuse():
     assert not oracle("adscan_scan", {"motor": "m1", "start": "0", "stop": 1, "num": 5})
     assert not oracle("adscan_scan", {"motor": "m1", "start": 0, "stop": 1, "num": True})
     assert not oracle("adscan_scan", {"motor": "m1", "start": 0, "stop": 1, "num": 0})
-    assert not oracle("adscan_scan", {"motor": "m1", "start": 0, "stop": 1, "num": 5,
-                                      "frames": FRAMES_MAX + 1})
+    assert not oracle(
+        "adscan_scan", {"motor": "m1", "start": 0, "stop": 1, "num": 5, "frames": FRAMES_MAX + 1}
+    )

@@ -75,9 +75,12 @@ def env_file(path: Path) -> dict[str, str]:
 
 
 #: What a user has after ``cp .env.example .env`` and filling in the key.
-USER_ENV = {**env_file(REPO / ".env.example"),
-            "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "0123abcd" * 8,
-            "TILED_API_KEY": "4567cdef" * 8, "ADSCAN_POSTGRES_PASSWORD": "89abcdef" * 4}
+USER_ENV = {
+    **env_file(REPO / ".env.example"),
+    "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "0123abcd" * 8,
+    "TILED_API_KEY": "4567cdef" * 8,
+    "ADSCAN_POSTGRES_PASSWORD": "89abcdef" * 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +154,17 @@ def runtime_env_names() -> set[str]:
 
 
 def test_compose_parses_with_expected_services(raw_compose, compose):
-    assert set(compose["services"]) == {"mongo", "redis", "ioc-gp", "ioc-ad", "re-manager",
-                                        "httpserver", "postgres", "tiled", "tiled-mongo"}
+    assert set(compose["services"]) == {
+        "mongo",
+        "redis",
+        "ioc-gp",
+        "ioc-ad",
+        "re-manager",
+        "httpserver",
+        "postgres",
+        "tiled",
+        "tiled-mongo",
+    }
     assert compose["name"] == "adscan"
 
 
@@ -165,9 +177,11 @@ def test_compose_requires_api_key_from_environment(raw_compose):
         interpolate(raw_compose, env_file(REPO / ".env.example"))
     http_env = raw_compose["services"]["httpserver"]["environment"]
     assert http_env["QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY"].startswith(
-        "${QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY:?")
+        "${QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY:?"
+    )
     assert "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY" not in (
-        raw_compose["services"]["re-manager"].get("environment") or {})
+        raw_compose["services"]["re-manager"].get("environment") or {}
+    )
 
 
 def test_every_image_pinned_by_tag(compose):
@@ -182,13 +196,15 @@ def test_every_image_pinned_by_tag(compose):
         assert re.search(r"\d", tag), f"{name}: tag without a version {image}"
         if "build" in svc and name != "tiled-mongo":  # its own image (databroker 2)
             assert image == f"adscan:{version.group(1)}", (name, image)
-    assert compose["services"]["httpserver"]["image"] == compose["services"]["re-manager"][
-        "image"]
+    assert compose["services"]["httpserver"]["image"] == compose["services"]["re-manager"]["image"]
 
 
 def test_published_ports_loopback_only(raw_compose):
-    secrets = {"QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "x", "TILED_API_KEY": "y",
-               "ADSCAN_POSTGRES_PASSWORD": "z"}
+    secrets = {
+        "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "x",
+        "TILED_API_KEY": "y",
+        "ADSCAN_POSTGRES_PASSWORD": "z",
+    }
     for env in ({}, USER_ENV, secrets):
         env = {**secrets, **env}
         compose = interpolate(raw_compose, env)
@@ -230,8 +246,13 @@ def test_healthchecks_and_start_order(compose):
         assert hc and hc.get("test") and not hc.get("disable"), f"{name}: no healthcheck"
         for dep, cond in (svc.get("depends_on") or {}).items():
             assert cond == {"condition": "service_healthy"}, (name, dep, cond)
-    assert set(services["re-manager"]["depends_on"]) == {"mongo", "redis", "tiled", "ioc-gp",
-                                                         "ioc-ad"}
+    assert set(services["re-manager"]["depends_on"]) == {
+        "mongo",
+        "redis",
+        "tiled",
+        "ioc-gp",
+        "ioc-ad",
+    }
     assert set(services["tiled"]["depends_on"]) == {"postgres"}
     assert set(services["httpserver"]["depends_on"]) == {"re-manager"}
     assert "mongosh" in services["mongo"]["healthcheck"]["test"]
@@ -270,23 +291,35 @@ def test_re_manager_environment_covers_every_variable_adscan_reads(compose):
     names = runtime_env_names()
     entry = load_entrypoint()
     set_by_adscan = set(__import__("adscan.epics_env", fromlist=["x"]).LOOPBACK_ENV) | {
-        "EPICS_CA_SERVER_PORT", "EPICS_CAS_SERVER_PORT",  # from iconfig epics.ca_server_port
+        "EPICS_CA_SERVER_PORT",
+        "EPICS_CAS_SERVER_PORT",  # from iconfig epics.ca_server_port
         # the simulated AD IOC's pvAccess ports, derived from the same port (epics_env)
-        "EPICS_PVA_BROADCAST_PORT", "EPICS_PVAS_BROADCAST_PORT", "EPICS_PVAS_SERVER_PORT",
-        "ADSCAN_ICONFIG_SOURCE",                          # set by the entrypoint itself
-        "ADSCAN_PROCESS_FAMILY",                          # set by adscan for its children
+        "EPICS_PVA_BROADCAST_PORT",
+        "EPICS_PVAS_BROADCAST_PORT",
+        "EPICS_PVAS_SERVER_PORT",
+        "ADSCAN_ICONFIG_SOURCE",  # set by the entrypoint itself
+        "ADSCAN_PROCESS_FAMILY",  # set by adscan for its children
     }
-    removed_by_adscan = {"QSERVER_CONFIG", "QSERVER_ZMQ_CONTROL_ADDRESS_FOR_SERVER",
-                         "QSERVER_ZMQ_INFO_ADDRESS_FOR_SERVER"}
-    optional = {"ADSCAN_WAIT_REDIS", "ADSCAN_WAIT_IOC",   # entrypoint time-outs, defaults fine
-                # ZMQ CURVE encryption, off by default; ZMQ never leaves the container here
-                # (httpserver shares its network namespace), so compose does not enable it.
-                "QSERVER_ZMQ_PRIVATE_KEY", "QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER",
-                "QSERVER_ZMQ_PUBLIC_KEY"}
+    removed_by_adscan = {
+        "QSERVER_CONFIG",
+        "QSERVER_ZMQ_CONTROL_ADDRESS_FOR_SERVER",
+        "QSERVER_ZMQ_INFO_ADDRESS_FOR_SERVER",
+    }
+    optional = {
+        "ADSCAN_WAIT_REDIS",
+        "ADSCAN_WAIT_IOC",  # entrypoint time-outs, defaults fine
+        # ZMQ CURVE encryption, off by default; ZMQ never leaves the container here
+        # (httpserver shares its network namespace), so compose does not enable it.
+        "QSERVER_ZMQ_PRIVATE_KEY",
+        "QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER",
+        "QSERVER_ZMQ_PUBLIC_KEY",
+    }
     required = (names - set_by_adscan - removed_by_adscan - optional) | {
         # read by the CA clients and the qserver CLI in the container
-        "EPICS_CA_ADDR_LIST", "EPICS_CA_AUTO_ADDR_LIST",
-        "QSERVER_ZMQ_CONTROL_ADDRESS", "QSERVER_ZMQ_INFO_ADDRESS",
+        "EPICS_CA_ADDR_LIST",
+        "EPICS_CA_AUTO_ADDR_LIST",
+        "QSERVER_ZMQ_CONTROL_ADDRESS",
+        "QSERVER_ZMQ_INFO_ADDRESS",
     }
     assert {"ADSCAN_ICONFIG", "ADSCAN_DATA_DIR", "ADSCAN_EPICS_CA_ADDR_LIST"} <= required
     assert set(entry.OVERRIDES) <= required
@@ -310,8 +343,7 @@ def test_ca_address_list_names_the_ioc_containers(compose):
     assert "epics" in services["re-manager"]["networks"]
     from adscan import epics_env
 
-    applied = epics_env.apply_loopback({"ADSCAN_EPICS_CA_ADDR_LIST": " ".join(addrs)},
-                                       ca_port=5064)
+    applied = epics_env.apply_loopback({"ADSCAN_EPICS_CA_ADDR_LIST": " ".join(addrs)}, ca_port=5064)
     assert applied["EPICS_CA_ADDR_LIST"] == " ".join(addrs)
     assert applied["EPICS_CA_AUTO_ADDR_LIST"] == "NO"
 
@@ -347,8 +379,7 @@ def test_image_paths_line_up_between_ioc_and_bluesky(compose, effective_iconfig)
     assert raw["detector"]["read_path"] == env["ADSCAN_READ_PATH"]
 
 
-def test_compose_iconfig_generates_a_valid_qserver_config(effective_iconfig, tmp_path,
-                                                          monkeypatch):
+def test_compose_iconfig_generates_a_valid_qserver_config(effective_iconfig, tmp_path, monkeypatch):
     """The compose iconfig loads and passes adscan's own RE Manager config checks."""
     from adscan import services
     from adscan.core.config import load_iconfig
@@ -392,8 +423,9 @@ def test_entrypoint_overrides_and_effective_file(tmp_path, monkeypatch):
 
 def dockerfile_lines() -> list[str]:
     text = DOCKERFILE.read_text().replace("\\\n", " ")
-    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip()
-            .startswith("#")]
+    return [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
 
 
 def test_dockerfile_base_image_pinned_and_non_root():
@@ -432,8 +464,13 @@ def test_dockerfile_embeds_no_secret():
 
 
 def test_dot_env_not_tracked_and_ignored():
-    tracked = subprocess.run(["git", "ls-files", "--", ".env", "**/.env"], cwd=REPO,
-                             capture_output=True, text=True, check=True).stdout
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", ".env", "**/.env"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert tracked.strip() == "", f".env is tracked: {tracked}"
     ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", ".env"], cwd=REPO)
     assert ignored.returncode == 0, ".env must be listed in .gitignore"
@@ -442,10 +479,19 @@ def test_dot_env_not_tracked_and_ignored():
 
 def test_docs_describe_the_deployment():
     doc = (REPO / "docs" / "deployment.md").read_text()
-    for word in ("docker compose up", "ADSCAN_EPICS_CA_ADDR_LIST", "write_path", "read_path",
-                 "mongodump", "appendonly", "/api/queue/item/add", "set_authorization_key",
-                 "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY", "catalog.mongo_uri",
-                 "prjemian/synapps:2.0.1"):
+    for word in (
+        "docker compose up",
+        "ADSCAN_EPICS_CA_ADDR_LIST",
+        "write_path",
+        "read_path",
+        "mongodump",
+        "appendonly",
+        "/api/queue/item/add",
+        "set_authorization_key",
+        "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY",
+        "catalog.mongo_uri",
+        "prjemian/synapps:2.0.1",
+    ):
         assert word in doc, word
 
 

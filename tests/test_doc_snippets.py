@@ -41,7 +41,8 @@ DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").g
 _FENCE = re.compile(
     r"(?:^[ \t]*<!-- snippet: (?P<marker>[^>]*?) -->[ \t]*\n)?"
     r"^(?P<indent>[ \t]*)```(?P<lang>bash|sh|shell|python)[ \t]*\n(?P<code>.*?)^(?P=indent)```",
-    re.S | re.M)
+    re.S | re.M,
+)
 #: Reasons a block may be illustrative only, and at most how many such blocks there are.
 ILLUSTRATIVE_REASONS = ("docker", "remote ioc hosts", "gui window")
 MAX_ILLUSTRATIVE = 9
@@ -51,10 +52,16 @@ def blocks(doc: str) -> list[dict]:
     text = (REPO / doc).read_text()
     out = []
     for m in _FENCE.finditer(text):
-        code = "\n".join(line[len(m["indent"]):] for line in m["code"].splitlines())
-        out.append({"doc": doc, "line": text[: m.start("lang")].count("\n") + 1,
-                    "lang": "python" if m["lang"] == "python" else "bash",
-                    "marker": (m["marker"] or "").strip(), "code": code + "\n"})
+        code = "\n".join(line[len(m["indent"]) :] for line in m["code"].splitlines())
+        out.append(
+            {
+                "doc": doc,
+                "line": text[: m.start("lang")].count("\n") + 1,
+                "lang": "python" if m["lang"] == "python" else "bash",
+                "marker": (m["marker"] or "").strip(),
+                "code": code + "\n",
+            }
+        )
     return out
 
 
@@ -71,8 +78,13 @@ def test_markers_are_rare_and_justified():
         if "gui window" in reason:  # a GUI must be exercised by a named test
             named = re.findall(r"tests/test_\w+\.py", reason)
             assert named and all((REPO / n).exists() for n in named), b
-    unknown = [b for b in ALL if b["marker"] and b["marker"] != "background"
-               and not b["marker"].startswith("illustrative")]
+    unknown = [
+        b
+        for b in ALL
+        if b["marker"]
+        and b["marker"] != "background"
+        and not b["marker"].startswith("illustrative")
+    ]
     assert not unknown, unknown
 
 
@@ -104,11 +116,15 @@ def service(tmp_path_factory, beamline):
 
 
 def environment(cfg: dict, http_port: int) -> dict:
-    env = dict(os.environ, ADSCAN_ICONFIG=cfg["_path"], QT_QPA_PLATFORM="offscreen",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               QSERVER_ZMQ_CONTROL_ADDRESS=cfg["queueserver"]["zmq_control_addr"],
-               QSERVER_ZMQ_INFO_ADDRESS=cfg["queueserver"]["zmq_info_addr"],
-               QSERVER_HTTP_SERVER_URI=f"http://127.0.0.1:{http_port}")
+    env = dict(
+        os.environ,
+        ADSCAN_ICONFIG=cfg["_path"],
+        QT_QPA_PLATFORM="offscreen",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        QSERVER_ZMQ_CONTROL_ADDRESS=cfg["queueserver"]["zmq_control_addr"],
+        QSERVER_ZMQ_INFO_ADDRESS=cfg["queueserver"]["zmq_info_addr"],
+        QSERVER_HTTP_SERVER_URI=f"http://127.0.0.1:{http_port}",
+    )
     # `./run test` inside a snippet: one quick test file, not the whole suite again
     env["PYTEST_ADDOPTS"] = "-q -p no:cacheprovider tests/test_spec_linebreaks.py"
     return env
@@ -151,16 +167,30 @@ def run_block(block: dict, cfg: dict, env: dict, http_port: int, key: str | None
     where = f"{block['doc']}:{block['line']}"
     if block["lang"] == "python":
         preamble = f"KEY = {key!r}\n" if key else ""
-        proc = subprocess.run([sys.executable, "-c", preamble + code], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [sys.executable, "-c", preamble + code],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     else:
         if key:
             env = dict(env, KEY=key)
-        proc = subprocess.run(["bash", "-c", "set -euo pipefail\n" + code], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (f"{where} failed ({proc.returncode}):\n{code}\n"
-                                  f"--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n"
-                                  f"{proc.stderr[-3000:]}")
+        proc = subprocess.run(
+            ["bash", "-c", "set -euo pipefail\n" + code],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    assert proc.returncode == 0, (
+        f"{where} failed ({proc.returncode}):\n{code}\n"
+        f"--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n"
+        f"{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -182,15 +212,21 @@ def test_snippets_run(service, doc):
                 code = localise(block["code"], cfg, http_port)
                 log_path = Path(cfg["instrument"]["data_dir"]) / f"background-{block['line']}.log"
                 log = open(log_path, "wb")  # noqa: SIM115 - the process's, closed with it
-                proc = subprocess.Popen(["bash", "-c", "set -euo pipefail\n" + code], cwd=REPO,
-                                        env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    ["bash", "-c", "set -euo pipefail\n" + code],
+                    cwd=REPO,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
                 background.append(proc)
                 key = http_key(proc)
                 deadline = time.monotonic() + 60
                 while not services.port_open("127.0.0.1", http_port):
                     assert proc.poll() is None and time.monotonic() < deadline, (
-                        f"{doc}:{block['line']}: no server:\n{log_path.read_text()[-3000:]}")
+                        f"{doc}:{block['line']}: no server:\n{log_path.read_text()[-3000:]}"
+                    )
                     time.sleep(0.2)
                 ran += 1
                 continue

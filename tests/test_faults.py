@@ -56,8 +56,11 @@ qserver = functools.partial(_qserver, timeout=30)
 def data_files(cfg: dict) -> dict[str, str]:
     """sha256 of every file below the images, catalog and SPEC directories."""
     out = {}
-    for key in (cfg["detector"]["read_path"], cfg["catalog"]["directory"],
-                cfg["spec"]["directory"]):
+    for key in (
+        cfg["detector"]["read_path"],
+        cfg["catalog"]["directory"],
+        cfg["spec"]["directory"],
+    ):
         for p in sorted(Path(key).rglob("*")):
             if p.is_file():
                 out[str(p)] = sha(p)
@@ -100,8 +103,7 @@ def check_hdf5_matches_run(run, frames: int) -> int:
         for p in range(points):
             last = data[frames * p + frames - 1]
             assert int(last.sum()) == int(ds["simdet_stats1_total"].values[p]), p
-            assert int(uid[frames * p + frames - 1]) == int(
-                ds["simdet_stats1_unique_id"].values[p])
+            assert int(uid[frames * p + frames - 1]) == int(ds["simdet_stats1_unique_id"].values[p])
     return n
 
 
@@ -114,12 +116,14 @@ def test_ioc_lost_mid_scan_then_recovers(stack):
     api.queue_start()
     # kill the IOC once the run has a few points in the SPEC file
     text0 = spec_path(cfg).read_text()
-    wait_for(lambda: len(spec_rows(spec_path(cfg).read_text()[len(text0):])) >= 5, 30,
-             what="5 SPEC rows")
+    wait_for(
+        lambda: len(spec_rows(spec_path(cfg).read_text()[len(text0) :])) >= 5,
+        30,
+        what="5 SPEC rows",
+    )
     t_kill = time.monotonic()
     kill(ioc_pid(cfg))
-    wait_for(lambda: api.status()["items_in_history"] > n0, IOC_LOSS_BOUND + 30,
-             what="plan failed")
+    wait_for(lambda: api.status()["items_in_history"] > n0, IOC_LOSS_BOUND + 30, what="plan failed")
     elapsed = time.monotonic() - t_kill
     st = api.status()  # the manager answers
     assert st["manager_state"] == "idle" and st["worker_environment_exists"], st
@@ -128,8 +132,11 @@ def test_ioc_lost_mid_scan_then_recovers(stack):
     print(f"\nIOC killed: plan failed after {elapsed:.1f} s: {res['msg'][:300]}")
     assert elapsed < IOC_LOSS_BOUND
     assert res["exit_status"] == "failed", res
-    assert "disconnected" in res["msg"] and cfg["ioc"]["motors_prefix"] in res["msg"] \
-        or cfg["ioc"]["ad_prefix"] in res["msg"], res["msg"]
+    assert (
+        "disconnected" in res["msg"]
+        and cfg["ioc"]["motors_prefix"] in res["msg"]
+        or cfg["ioc"]["ad_prefix"] in res["msg"]
+    ), res["msg"]
     # the partial run: closed with 'fail' in the catalog and the SPEC file, frames readable
     uid = res["run_uids"][-1]
     run = catalog_run(cfg, uid)
@@ -154,7 +161,8 @@ def test_ioc_lost_mid_scan_then_recovers(stack):
     # the configured exposure is back (the restarted IOC came up with AcquireTime 1.0)
     baseline = run.baseline.read()
     assert float(baseline["simdet_cam_acquire_time"].values[0]) == pytest.approx(
-        cfg["detector"]["acquire_time"])
+        cfg["detector"]["acquire_time"]
+    )
 
 
 # ------------------------------------------------------------- 4. unusable image dir, disk full
@@ -206,9 +214,12 @@ def start_ioc_with_file_limit(cfg: dict, limit: int) -> subprocess.Popen:
 
     log = Path(cfg["instrument"]["data_dir"]) / "logs" / "ioc-fsize.log"
     log.unlink(missing_ok=True)  # the limit applies to the IOC's log too: start it empty
-    started = services.start_ioc(services.ioc_argv_for(cfg), log,
-                                 env=services.child_env(cfg, PYTHONUNBUFFERED="1"),
-                                 preexec_fn=limit_files)
+    started = services.start_ioc(
+        services.ioc_argv_for(cfg),
+        log,
+        env=services.child_env(cfg, PYTHONUNBUFFERED="1"),
+        preexec_fn=limit_files,
+    )
     return started.proc
 
 
@@ -278,7 +289,7 @@ def test_re_manager_sigkill_keeps_queue_and_history(stack):
     assert history_uids(api) == history
     api.queue_start()
     items = wait_idle(api, len(history) + 3, timeout=90)
-    new = items[len(history):]
+    new = items[len(history) :]
     assert [i["item_uid"] for i in new] == queued
     assert [i["result"]["exit_status"] for i in new] == ["completed"] * 3
     assert queue_uids(api) == []
@@ -319,15 +330,19 @@ def test_redis_restart_idle(stack):
     queue_uids_before_start = queue_uids(api)
     api.queue_start()
     items = wait_idle(api, len(h0) + 4, timeout=60)
-    new = [i["item_uid"] for i in items[len(h0):]]
+    new = [i["item_uid"] for i in items[len(h0) :]]
     assert new == queue_uids_before_start, (new, queue_uids_before_start)
-    assert [i["result"]["exit_status"] for i in items[len(h0):]] == ["completed"] * 4
+    assert [i["result"]["exit_status"] for i in items[len(h0) :]] == ["completed"] * 4
     assert queue_uids(api) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bluesky-queueserver 0.0.25: after Redis restarts under a running plan the manager never "
-    "records the plan's end (stale Redis connection) and stays in executing_queue"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "bluesky-queueserver 0.0.25: after Redis restarts under a running plan the manager never "
+        "records the plan's end (stale Redis connection) and stays in executing_queue"
+    ),
+)
 def test_redis_restart_while_running(stack):
     cfg, api = stack
     h0 = history_uids(api)
@@ -340,5 +355,5 @@ def test_redis_restart_while_running(stack):
     time.sleep(1.0)
     restart_redis(cfg, signal.SIGKILL)
     items = wait_idle(api, len(h0) + 2, timeout=30)  # the plans take about 5 s
-    new = [i["item_uid"] for i in items[len(h0):]]
+    new = [i["item_uid"] for i in items[len(h0) :]]
     assert new == queued and queue_uids(api) == []

@@ -30,14 +30,16 @@ pytestmark = pytest.mark.timeout(600)
 HTTP_SERVER = Path(sys.executable).with_name("start-bluesky-httpserver")
 
 
-def _request(url: str, *, key: str | None = None, data: dict | None = None,
-             timeout: float = 10.0) -> tuple[int, dict]:
+def _request(
+    url: str, *, key: str | None = None, data: dict | None = None, timeout: float = 10.0
+) -> tuple[int, dict]:
     headers = {"Content-Type": "application/json"}
     if key is not None:
         headers["Authorization"] = f"ApiKey {key}"
     body = json.dumps(data).encode() if data is not None else None
-    req = urllib.request.Request(url, data=body, headers=headers,
-                                 method="POST" if data is not None else "GET")
+    req = urllib.request.Request(
+        url, data=body, headers=headers, method="POST" if data is not None else "GET"
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
@@ -53,17 +55,24 @@ def http_server(service, tmp_path_factory):
     key = secrets.token_hex(24)
     port = free_port()
     qs = service["queueserver"]
-    env = dict(os.environ,
-               QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY=key,
-               QSERVER_ZMQ_CONTROL_ADDRESS=qs["zmq_control_addr"],
-               QSERVER_ZMQ_INFO_ADDRESS=qs["zmq_info_addr"])
+    env = dict(
+        os.environ,
+        QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY=key,
+        QSERVER_ZMQ_CONTROL_ADDRESS=qs["zmq_control_addr"],
+        QSERVER_ZMQ_INFO_ADDRESS=qs["zmq_info_addr"],
+    )
     for var in ("QSERVER_HTTP_SERVER_CONFIG", "QSERVER_HTTP_SERVER_ALLOW_ANONYMOUS_ACCESS"):
         env.pop(var, None)
     log_path = tmp_path_factory.mktemp("httpserver") / "httpserver.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed in teardown
-    proc = subprocess.Popen([exe, "--host", "127.0.0.1", "--port", str(port)],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            env=env, cwd=str(log_path.parent))
+    proc = subprocess.Popen(
+        [exe, "--host", "127.0.0.1", "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=str(log_path.parent),
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -75,8 +84,9 @@ def http_server(service, tmp_path_factory):
                     break
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
-            assert time.monotonic() < deadline, "HTTP server not answering:\n" + \
-                log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, (
+                "HTTP server not answering:\n" + log_path.read_text()[-3000:]
+            )
             time.sleep(0.2)
         yield base, key
     finally:
@@ -111,9 +121,12 @@ def test_http_requests_without_key_are_refused(http_server):
     assert code in (401, 403), (code, body)
     code, _ = _request(f"{base}/api/status", key=secrets.token_hex(24))
     assert code in (401, 403)
-    code, _ = _request(f"{base}/api/queue/item/add",
-                       data={"item": {"item_type": "plan", "name": "adscan_count",
-                                      "kwargs": {"num": 1, "frames": 1}}})
+    code, _ = _request(
+        f"{base}/api/queue/item/add",
+        data={
+            "item": {"item_type": "plan", "name": "adscan_count", "kwargs": {"num": 1, "frames": 1}}
+        },
+    )
     assert code in (401, 403)
     code, status = _request(f"{base}/api/status", key=key)
     assert code == 200 and status["worker_environment_exists"] is True
@@ -149,9 +162,13 @@ def test_http_submit_and_run_adscan_count(http_api, service):
 def test_http_raw_rest_item_add_with_key(http_server, http_api):
     """The REST call documented for curl: POST /api/queue/item/add with the ApiKey header."""
     base, key = http_server
-    code, body = _request(f"{base}/api/queue/item/add", key=key,
-                          data={"item": {"item_type": "plan", "name": "adscan_count",
-                                         "kwargs": {"num": 1, "frames": 1}}})
+    code, body = _request(
+        f"{base}/api/queue/item/add",
+        key=key,
+        data={
+            "item": {"item_type": "plan", "name": "adscan_count", "kwargs": {"num": 1, "frames": 1}}
+        },
+    )
     assert code == 200 and body["success"], body
     code, queue = _request(f"{base}/api/queue/get", key=key)
     assert code == 200 and [i["name"] for i in queue["items"]] == ["adscan_count"]

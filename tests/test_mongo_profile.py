@@ -101,8 +101,7 @@ def test_mongo_path_with_mongomock_scan_round_trip(iconfig, found_devices, tmp_p
         run_and_read_back(mongo_cfg(iconfig, tmp_path, uri), found_devices)
 
 
-def test_mongo_path_with_mongomock_documents_in_named_database(iconfig, found_devices,
-                                                               tmp_path):
+def test_mongo_path_with_mongomock_documents_in_named_database(iconfig, found_devices, tmp_path):
     """The documents land in the database named by the URI, in suitcase-mongo's collections."""
     mongomock = pytest.importorskip("mongomock")
     import pymongo
@@ -138,6 +137,7 @@ def real_mongo_uri():
         client.drop_database(db_name)
 
 
-def test_mongo_path_with_real_server_scan_round_trip(iconfig, found_devices, tmp_path,
-                                                     real_mongo_uri):
+def test_mongo_path_with_real_server_scan_round_trip(
+    iconfig, found_devices, tmp_path, real_mongo_uri
+):
     run_and_read_back(mongo_cfg(iconfig, tmp_path, real_mongo_uri), found_devices)

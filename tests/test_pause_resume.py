@@ -54,9 +54,14 @@ def start_and_pause(cfg: dict, api, how: str, rows: int = 3) -> int:
     assert api.item_add(GRID)["success"]
     text0 = spec_path(cfg).read_text() if spec_path(cfg).exists() else ""
     qserver(cfg, "queue", "start")
-    wait_for(lambda: spec_path(cfg).exists()
-             and len(spec_rows(spec_path(cfg).read_text()[len(text0):])) >= rows, 30,
-             what=f"{rows} SPEC rows")
+    wait_for(
+        lambda: (
+            spec_path(cfg).exists()
+            and len(spec_rows(spec_path(cfg).read_text()[len(text0) :])) >= rows
+        ),
+        30,
+        what=f"{rows} SPEC rows",
+    )
     qserver(cfg, "re", "pause", how)
     wait_for(lambda: api.status()["manager_state"] == "paused", 20, what="paused")
     return n0
@@ -91,8 +96,7 @@ def check_run(cfg: dict, uid: str, exit_status: str, frame_index: bool = True) -
     assert run.metadata["stop"]["exit_status"] == exit_status, run.metadata["stop"]
     ds = run.primary.read()
     n = len(ds["time"])
-    setpoints = list(zip(ds["m1_user_setpoint"].values, ds["m2_user_setpoint"].values,
-                         strict=True))
+    setpoints = list(zip(ds["m1_user_setpoint"].values, ds["m2_user_setpoint"].values, strict=True))
     np.testing.assert_allclose(setpoints, expected_setpoints()[:n], atol=1e-9)
     uids = ds["simdet_stats1_unique_id"].values
     assert np.all(np.diff(uids) >= FRAMES), uids  # each point has its own, later frames
@@ -122,11 +126,14 @@ def test_pause_then_resume_completes_every_point_once(stack, how):
     assert check_run(cfg, res["run_uids"][0], "success") == len(expected_setpoints())
 
 
-@pytest.mark.parametrize("action,item_status,run_status,requeued", [
-    ("stop", "stopped", "success", False),
-    ("abort", "aborted", "abort", True),
-    ("halt", "halted", "abort", True),
-])
+@pytest.mark.parametrize(
+    "action,item_status,run_status,requeued",
+    [
+        ("stop", "stopped", "success", False),
+        ("abort", "aborted", "abort", True),
+        ("halt", "halted", "abort", True),
+    ],
+)
 def test_pause_then_end(stack, action, item_status, run_status, requeued):
     cfg, api = stack
     n0 = start_and_pause(cfg, api, "deferred")

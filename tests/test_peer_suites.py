@@ -135,11 +135,17 @@ def _start_ioc(name: str, args: list[str], port: int, work: Path) -> subprocess.
     from adscan.services.processes import spawn
 
     opts = dict(zip(args[::2], args[1::2], strict=True))  # SUITES: "--option value" pairs
-    extra = [w for k, v in opts.items() if k not in ("--prefix-motors", "--prefix-ad")
-             for w in (k, v)]
-    argv = ioc_argv(port=port, motors_prefix=opts["--prefix-motors"],
-                    ad_prefix=opts["--prefix-ad"], data_dir=work / f"ioc-data-{name}",
-                    velocity=10, extra=extra)
+    extra = [
+        w for k, v in opts.items() if k not in ("--prefix-motors", "--prefix-ad") for w in (k, v)
+    ]
+    argv = ioc_argv(
+        port=port,
+        motors_prefix=opts["--prefix-motors"],
+        ad_prefix=opts["--prefix-ad"],
+        data_dir=work / f"ioc-data-{name}",
+        velocity=10,
+        extra=extra,
+    )
     return spawn(argv, _log(work, name), env=_env(port))
 
 

@@ -24,7 +24,6 @@ from helpers import qserver
 pytestmark = pytest.mark.timeout(900)
 
 
-
 def wait_idle(rm, n_history: int, timeout: float = 300.0) -> None:
     """Wait until ``n_history`` items are in the history; fail at once if one failed."""
     t0 = time.monotonic()
@@ -36,8 +35,10 @@ def wait_idle(rm, n_history: int, timeout: float = 300.0) -> None:
             last = rm.history_get()["items"][-1:] if st["items_in_history"] else []
             if last and last[0]["result"]["exit_status"] != "completed":
                 res = last[0]["result"]
-                raise AssertionError(f"{last[0]['name']} {res['exit_status']}: {res['msg']}\n"
-                                     f"{res.get('traceback', '')}")
+                raise AssertionError(
+                    f"{last[0]['name']} {res['exit_status']}: {res['msg']}\n"
+                    f"{res.get('traceback', '')}"
+                )
         time.sleep(0.2)
     raise TimeoutError(f"RE Manager not idle with {n_history} history items: {rm.status()}")
 
@@ -47,10 +48,20 @@ def four_runs(service, rm):
     """The how-to's four plans: two queued with the CLI, two with the Python API."""
     cfg = service
     n0 = rm.status()["items_in_history"]
-    qserver(cfg, "queue", "add", "plan",
-            json.dumps({"name": "adscan_count", "kwargs": {"num": 5, "frames": 3}}))
-    qserver(cfg, "queue", "add", "plan", json.dumps(
-        {"name": "adscan_scan", "args": ["m1", -1, 1, 5], "kwargs": {"frames": 3}}))
+    qserver(
+        cfg,
+        "queue",
+        "add",
+        "plan",
+        json.dumps({"name": "adscan_count", "kwargs": {"num": 5, "frames": 3}}),
+    )
+    qserver(
+        cfg,
+        "queue",
+        "add",
+        "plan",
+        json.dumps({"name": "adscan_scan", "args": ["m1", -1, 1, 5], "kwargs": {"frames": 3}}),
+    )
     for plan in (
         BPlan("adscan_scan2", "m1", -1, 1, "m2", 4, 1.5, 5, frames=3),
         BPlan("adscan_grid_scan", "m1", -1, 1, 5, "m2", -0.5, 0.5, 4, snake=True, frames=3),
@@ -179,8 +190,11 @@ BAD_SUBMISSIONS = [
 ]
 
 
-@pytest.mark.parametrize("plan,word", BAD_SUBMISSIONS, ids=[
-    "unknown-plan", "unknown-device", "frames-zero", "string-for-number", "too-many-args"])
+@pytest.mark.parametrize(
+    "plan,word",
+    BAD_SUBMISSIONS,
+    ids=["unknown-plan", "unknown-device", "frames-zero", "string-for-number", "too-many-args"],
+)
 def test_bad_submission_refused(four_runs, rm, service, plan, word):
     spec = Path(service["spec"]["directory"]) / service["spec"]["file"]
     before = hashlib.sha256(spec.read_bytes()).hexdigest()
@@ -198,8 +212,14 @@ def test_bad_submission_refused(four_runs, rm, service, plan, word):
 
 
 def test_bad_cli_submission_refused(four_runs, service, rm):
-    proc = qserver(service, "queue", "add", "plan",
-                   json.dumps({"name": "adscan_count", "kwargs": {"frames": -2}}), check=False)
+    proc = qserver(
+        service,
+        "queue",
+        "add",
+        "plan",
+        json.dumps({"name": "adscan_count", "kwargs": {"frames": -2}}),
+        check=False,
+    )
     assert proc.returncode != 0
     assert "frames" in proc.stdout + proc.stderr
     assert rm.queue_get()["items"] == []
@@ -223,7 +243,8 @@ def test_committed_plan_list_is_current(service, rm):
         committed.write_text(generated.read_text())
     assert yaml.safe_load(committed.read_text()) == fresh, (
         f"{committed} is stale: run `ADSCAN_UPDATE_PLAN_LIST=1 ./run test "
-        "tests/test_plan_service.py` and commit it")
+        "tests/test_plan_service.py` and commit it"
+    )
 
 
 def test_read_stats_without_triggering(four_runs, rm, service):

@@ -45,8 +45,9 @@ def made_runs(iconfig, beamline):
         "count": RE(ap.adscan_count(num=3, frames=FRAMES))[0],
         "scan": RE(ap.adscan_scan("m1", -1, 1, 5, frames=FRAMES))[0],
         "scan2": RE(ap.adscan_scan2("m1", -1, 1, "m2", 4, 1.5, 5, frames=FRAMES))[0],
-        "grid": RE(ap.adscan_grid_scan("m1", -1, 1, 3, "m2", -0.5, 0.5, 3, snake=True,
-                                       frames=FRAMES))[0],
+        "grid": RE(
+            ap.adscan_grid_scan("m1", -1, 1, 3, "m2", -0.5, 0.5, 3, snake=True, frames=FRAMES)
+        )[0],
     }
     assert specwriter.errors == 0
     return uids
@@ -86,12 +87,15 @@ def test_run_kind():
     assert run_kind({"plan_name": "grid_scan", "motors": ["m1", "m2"]}) == "grid"
 
 
-@pytest.mark.parametrize("name, kinds", [
-    ("count", ["frame", "stats"]),
-    ("scan", ["frame", "stats"]),
-    ("scan2", ["frame", "motors"]),
-    ("grid", ["frame", "motors", "map"]),
-])
+@pytest.mark.parametrize(
+    "name, kinds",
+    [
+        ("count", ["frame", "stats"]),
+        ("scan", ["frame", "stats"]),
+        ("scan2", ["frame", "motors"]),
+        ("grid", ["frame", "motors", "map"]),
+    ],
+)
 def test_plots_by_plan(made_runs, iconfig, tmp_path, name, kinds):
     from adscan.data.plots import DPI, FIGSIZE, plot_run
 
@@ -241,8 +245,9 @@ def test_verify_fails_on_missing_spec_row(made_runs, iconfig, tmp_path, capsys):
     cfg, _, spec_copy = damaged_copy(iconfig, uid, tmp_path)
     lines = spec_copy.read_text().splitlines(keepends=True)
     at = max(i for i, line in enumerate(lines) if f"uid = {uid}" in line)
-    row = next(i for i in range(at, len(lines))
-               if lines[i].strip() and not lines[i].startswith("#"))
+    row = next(
+        i for i in range(at, len(lines)) if lines[i].strip() and not lines[i].startswith("#")
+    )
     del lines[row + 3]  # the 4th data row of the scan
     spec_copy.write_text("".join(lines))
 

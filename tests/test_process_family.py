@@ -41,8 +41,9 @@ BEHIND = BPlan("adscan_count", num=1, frames=1)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, beamline):
-    cfg = load_iconfig(write_iconfig(tmp_path_factory.mktemp("family"), tag=TAG,
-                                     ca_port=CA_PORTS[0]))
+    cfg = load_iconfig(
+        write_iconfig(tmp_path_factory.mktemp("family"), tag=TAG, ca_port=CA_PORTS[0])
+    )
     up = cli(cfg, "up", "--no-ioc")
     assert up.returncode == 0, up.stdout + up.stderr
     yield cfg
@@ -52,8 +53,13 @@ def stack(tmp_path_factory, beamline):
 
 def cli(cfg: dict, *words: str, timeout: float = 180) -> subprocess.CompletedProcess:
     env = dict(os.environ, ADSCAN_ICONFIG=cfg["_path"])
-    return subprocess.run([sys.executable, "-m", "adscan.cli", *words], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "adscan.cli", *words],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def family(cfg: dict) -> list[psutil.Process]:
@@ -70,8 +76,10 @@ def roles(cfg: dict) -> dict[str, int]:
     assert len(children) == 2, children
 
     def listens(p: psutil.Process) -> bool:
-        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
-                   for c in p.net_connections("tcp"))
+        return any(
+            c.status == psutil.CONN_LISTEN and c.laddr.port == port
+            for c in p.net_connections("tcp")
+        )
 
     manager = [c for c in children if listens(c)]
     assert len(manager) == 1, children
@@ -123,10 +131,13 @@ def check_closed(cfg: dict, uid: str, *, spec_incomplete: bool) -> None:
     assert len(mine) == 1
     if spec_incomplete:
         assert mine[0].comments[-1].endswith("exit_status = incomplete (no stop document)")
-    code = ("import sys\nfrom silx.io.specfile import SpecFile\nsf = SpecFile(sys.argv[1])\n"
-            "print(len(sf), [sf[i].data.shape for i in range(len(sf))])")
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        "import sys\nfrom silx.io.specfile import SpecFile\nsf = SpecFile(sys.argv[1])\n"
+        "print(len(sf), [sf[i].data.shape for i in range(len(sf))])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[0] == str(len(scans))
     assert not list((Path(cfg["instrument"]["data_dir"]) / "run" / "open-runs").glob("*.json"))
@@ -137,8 +148,11 @@ def run_one(api) -> dict:
     api.queue_clear()
     api.item_add(BEHIND)
     api.queue_start()
-    wait_for(lambda: (s := api.status())["manager_state"] == "idle"
-             and s["items_in_history"] > n0, 120, what="count completed")
+    wait_for(
+        lambda: (s := api.status())["manager_state"] == "idle" and s["items_in_history"] > n0,
+        120,
+        what="count completed",
+    )
     return api.history_get()["items"][-1]
 
 

@@ -21,8 +21,13 @@ pytestmark = pytest.mark.timeout(240)
 def run_profile(code: str, env: dict | None = None, timeout: float = 120) -> dict:
     """Run ``from adscan.instrument import *`` then ``code`` (which prints one JSON line)."""
     script = "from adscan.instrument import *\nimport json\n" + code
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stdout
 
@@ -42,7 +47,8 @@ def test_missing_device_is_named_and_the_rest_usable(beamline, iconfig, tmp_path
         "uids = RE(adscan_scan('m1', 0, 0.2, 2, frames=1))\n"
         "print(json.dumps({'missing': missing_devices, 'n': len(uids),"
         " 'has_m9': 'm9' in globals()}))",
-        env={"ADSCAN_ICONFIG": str(new / "iconfig.yml")})
+        env={"ADSCAN_ICONFIG": str(new / "iconfig.yml")},
+    )
     assert "device m9 is MISSING" in out
     assert list(result["missing"]) == ["m9"] and "no_such_motor" in result["missing"]["m9"]
     assert result["n"] == 1 and result["has_m9"] is False
@@ -73,6 +79,8 @@ def test_frames_restored_after_a_failing_plan_and_scan_id_persists(beamline):
     assert first["during"] == 7
     assert first["after"] == first["before"] == 3
     assert first["frames"] == 2
-    second, _ = run_profile("RE(adscan_count(num=1, frames=1))\nimport time; time.sleep(0.5)\n"
-                            "print(json.dumps({'scan_id': RE.md['scan_id']}))")
+    second, _ = run_profile(
+        "RE(adscan_count(num=1, frames=1))\nimport time; time.sleep(0.5)\n"
+        "print(json.dumps({'scan_id': RE.md['scan_id']}))"
+    )
     assert second["scan_id"] == first["scan_id"] + 1

@@ -31,8 +31,9 @@ PLAN = {"name": "adscan_count", "kwargs": {"num": 1, "frames": 1}}
 # The GUI side (subprocess).  Imports Qt only here, never in the pytest process.
 
 
-def _probe(out: Path, png: Path, argv: list[str], expect_plan: str,
-           expect_console: str | None = None) -> int:
+def _probe(
+    out: Path, png: Path, argv: list[str], expect_plan: str, expect_console: str | None = None
+) -> int:
     """``expect_console``: a regex; then the shot is taken once a plan runs and it is shown."""
     import re
     import threading
@@ -114,8 +115,10 @@ def _probe(out: Path, png: Path, argv: list[str], expect_plan: str,
         queue_names = [item.get("name") for item in model._plan_queue_items]
         table = state["queue_widget"]._table
         rows = [
-            [(table.item(r, c).text() if table.item(r, c) else "")
-             for c in range(table.columnCount())]
+            [
+                (table.item(r, c).text() if table.item(r, c) else "")
+                for c in range(table.columnCount())
+            ]
             for r in range(table.rowCount())
         ]
         labels = [w.text() for w in viewer._widget._re_manager_monitor.findChildren(QLabel)]
@@ -220,12 +223,15 @@ def _require_gui_packages() -> None:
     import importlib.util
 
     missing = [m for m in ("bluesky_widgets", "qtpy", "PyQt5") if not importlib.util.find_spec(m)]
-    assert not missing, (f"{missing} not installed: pip install bluesky-widgets==0.0.18 "
-                         "qtpy==2.4.3 PyQt5==5.15.11 (see docs/queue-monitor.md)")
+    assert not missing, (
+        f"{missing} not installed: pip install bluesky-widgets==0.0.18 "
+        "qtpy==2.4.3 PyQt5==5.15.11 (see docs/queue-monitor.md)"
+    )
 
 
-def run_queue_monitor(cfg: dict, tmp: Path, expect_console: str | None = None
-                      ) -> tuple[dict, subprocess.CompletedProcess, float]:
+def run_queue_monitor(
+    cfg: dict, tmp: Path, expect_console: str | None = None
+) -> tuple[dict, subprocess.CompletedProcess, float]:
     _require_gui_packages()
     qs = cfg["queueserver"]
     out, png = tmp / "queue-monitor.json", tmp / "queue-monitor.png"
@@ -233,13 +239,31 @@ def run_queue_monitor(cfg: dict, tmp: Path, expect_console: str | None = None
     env.pop("QSERVER_ZMQ_CONTROL_ADDRESS", None)  # the CLI options alone name the server
     env.pop("QSERVER_ZMQ_INFO_ADDRESS", None)
     (tmp / "xdg").mkdir(mode=0o700, exist_ok=True)
-    cmd = [sys.executable, __file__, "--out", str(out), "--png", str(png),
-           "--expect-plan", PLAN["name"],
-           *(["--expect-console", expect_console] if expect_console else []), "--",
-           "--zmq-control-addr", qs["zmq_control_addr"], "--zmq-info-addr", qs["zmq_info_addr"]]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--out",
+        str(out),
+        "--png",
+        str(png),
+        "--expect-plan",
+        PLAN["name"],
+        *(["--expect-console", expect_console] if expect_console else []),
+        "--",
+        "--zmq-control-addr",
+        qs["zmq_control_addr"],
+        "--zmq-info-addr",
+        qs["zmq_info_addr"],
+    ]
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                          timeout=SUBPROCESS_TIMEOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=SUBPROCESS_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
     elapsed = time.monotonic() - t0
     assert out.exists(), f"no result from queue-monitor:\n{proc.stdout}\n{proc.stderr}"
     return json.loads(out.read_text()), proc, elapsed
@@ -305,8 +329,10 @@ def test_queue_monitor_screenshot_is_a_real_picture(monitor):
         assert dark > 1000, dark
 
 
-PROGRESS_LINE = (r"\[adscan\] scan \d+ adscan_scan: point \d+/150 \(\d+%\), "
-                 r"[\d.]+ s elapsed, ~[\d.]+ s left")
+PROGRESS_LINE = (
+    r"\[adscan\] scan \d+ adscan_scan: point \d+/150 \(\d+%\), "
+    r"[\d.]+ s elapsed, ~[\d.]+ s left"
+)
 
 
 def test_queue_monitor_shows_progress_while_a_plan_runs(queued, tmp_path):
@@ -329,8 +355,10 @@ def test_queue_monitor_shows_progress_while_a_plan_runs(queued, tmp_path):
     assert result["manager_state"] == "executing_queue", diag
     assert "adscan_scan" in result["running_plan"] and "In progress" in result["running_plan"]
     assert len(re.findall(PROGRESS_LINE, result["console_tail"])) >= 3, diag
-    shutil.copy(tmp_path / "queue-monitor.png",
-                Path(__file__).resolve().parent.parent / "docs/images/queue-monitor-progress.png")
+    shutil.copy(
+        tmp_path / "queue-monitor.png",
+        Path(__file__).resolve().parent.parent / "docs/images/queue-monitor-progress.png",
+    )
     rm.wait_for_idle(timeout=180)
     assert rm.history_get()["items"][-1]["result"]["exit_status"] == "completed"
 

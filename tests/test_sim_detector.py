@@ -27,7 +27,7 @@ AD = f"{TAG}sd:"
 MOTORS = f"{TAG}sdgp:"
 PORT = CA_PORTS[3]
 
-DETECTOR_SOURCE = '''
+DETECTOR_SOURCE = """
 from apstools.devices import SingleTrigger_V34, SimDetectorCam_V34
 from ophyd.areadetector import ADComponent, DetectorBase
 from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
@@ -62,11 +62,11 @@ def ad_setup(det):
     det.stats1.unique_id.kind = "hinted"
     det.cam.acquire_time.put(0.005)
     det.cam.acquire_period.put(0.005)
-'''
+"""
 
 # Runs in a subprocess with either control layer: connect, summary, prime, stage/trigger/
 # read/unstage (num_images=3, LZ4), check the one HDF5 file; prints one JSON line.
-CL_SCRIPT = '''
+CL_SCRIPT = """
 import json, sys, time
 import ophyd
 if sys.argv[1] == "caproto":
@@ -111,7 +111,7 @@ with h5py.File(fn, "r") as f:
     pl = d.id.get_create_plist()
     out["compression"] = str([pl.get_filter(i)[0] for i in range(pl.get_nfilters())])
 print("RESULT " + json.dumps(out))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,10 @@ def run_cl_script(cl: str, data_dir: Path) -> dict:
     script = CL_SCRIPT.format(detector=DETECTOR_SOURCE)
     proc = subprocess.run(
         [sys.executable, "-c", script, cl, AD, str(data_dir) + "/"],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
     )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):

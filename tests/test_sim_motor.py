@@ -455,7 +455,7 @@ def client_results(ioc):
         if not lines:
             results[layer] = {"_crashed": f"rc={proc.returncode}\n{out}\n{err}"}
         else:
-            results[layer] = json.loads(lines[-1][len("RESULTS "):])
+            results[layer] = json.loads(lines[-1][len("RESULTS ") :])
     return results
 
 
@@ -533,8 +533,13 @@ def test_braces_record_name_over_ca(ioc):
         "m.set(0.5).wait(10); print('POS', m.position)"
     )
     name = f"{PREFIX}OP{{Tbl-Ax:X1}}Mtr"
-    out = subprocess.run([sys.executable, "-c", code, str(CA_PORT), name], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(CA_PORT), name],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "POS 0.5" in out.stdout
 
@@ -548,19 +553,25 @@ def test_make_motors_names_and_braces():
     rec = motors[0].pvdb["XF:31IDA-OP{Tbl-Ax:X1}Mtr"]
     assert rec.fields["DMOV"].value == 1
     assert [m.prefix for m in make_motors("gp:", names=["a", "b<1>", "c[2]"])] == [
-        "gp:a", "gp:b<1>", "gp:c[2]"]
+        "gp:a",
+        "gp:b<1>",
+        "gp:c[2]",
+    ]
     assert len(make_motors("gp:")) == 4  # default m1..m4
 
 
-@pytest.mark.parametrize("prefix,names,fragment", [
-    ("gp:", ["m.1"], "not allowed"),
-    ("gp ", ["m1"], "not allowed"),
-    ("gp:", ["m$1"], "not allowed"),
-    ("gp:", ['m"1'], "not allowed"),
-    ("gp:", ["x" * 61], "longer than 60"),
-    ("gp:", ["m1", "m1"], "duplicate"),
-    ("gp:", [""], "non-empty"),
-])
+@pytest.mark.parametrize(
+    "prefix,names,fragment",
+    [
+        ("gp:", ["m.1"], "not allowed"),
+        ("gp ", ["m1"], "not allowed"),
+        ("gp:", ["m$1"], "not allowed"),
+        ("gp:", ['m"1'], "not allowed"),
+        ("gp:", ["x" * 61], "longer than 60"),
+        ("gp:", ["m1", "m1"], "duplicate"),
+        ("gp:", [""], "non-empty"),
+    ],
+)
 def test_make_motors_refuses_bad_names(prefix, names, fragment):
     from adscan.iocs.motor import check_record_name, make_motors
 
@@ -573,9 +584,21 @@ def test_make_motors_refuses_bad_names(prefix, names, fragment):
 
 def test_ioc_cli_refuses_bad_motor_name_before_serving():
     env = _env()
-    out = subprocess.run([sys.executable, "-m", "adscan.iocs", "--motor-names", "m1,bad.name",
-                          "--port", str(free_port(udp=True))], env=env, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adscan.iocs",
+            "--motor-names",
+            "m1,bad.name",
+            "--port",
+            str(free_port(udp=True)),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0
     assert "bad.name" in out.stderr and "not allowed" in out.stderr
     assert "READY" not in out.stdout

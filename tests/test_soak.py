@@ -39,9 +39,11 @@ def manager_rss(cfg: dict) -> dict[str, float]:
     root = psutil.Process(pid)
     children = root.children(recursive=True)
     mib = 1024 * 1024
-    return {"manager": root.memory_info().rss / mib,
-            "worker": sum(c.memory_info().rss for c in children) / mib,
-            "total": (root.memory_info().rss + sum(c.memory_info().rss for c in children)) / mib}
+    return {
+        "manager": root.memory_info().rss / mib,
+        "worker": sum(c.memory_info().rss for c in children) / mib,
+        "total": (root.memory_info().rss + sum(c.memory_info().rss for c in children)) / mib,
+    }
 
 
 def growth_bound(early_total: float) -> float:
@@ -58,8 +60,11 @@ def run_soak(cfg: dict, n: int, log=print) -> dict:
         assert api.status()["items_in_queue"] == 0
         for k in range(n):
             lo = -1.0 + 0.01 * (k % 50)
-            api.item_add(BPlan("adscan_scan", "m1", lo, lo + 1.0, POINTS, frames=FRAMES,
-                               md={"soak_index": k}))
+            api.item_add(
+                BPlan(
+                    "adscan_scan", "m1", lo, lo + 1.0, POINTS, frames=FRAMES, md={"soak_index": k}
+                )
+            )
         early_at = n0 + max(1, math.ceil(0.2 * n))
         early = None
         t0 = time.monotonic()
@@ -84,12 +89,17 @@ def run_soak(cfg: dict, n: int, log=print) -> dict:
         items = api.history_get()["items"][n0:]
     finally:
         api.close()
-    figures = {"n": n, "points": POINTS, "frames": FRAMES, "seconds": round(elapsed, 1),
-               "seconds_per_scan": round(elapsed / n, 2),
-               "rss_early_mib": {k: round(v, 1) for k, v in early.items()},
-               "rss_end_mib": {k: round(v, 1) for k, v in end.items()},
-               "rss_growth_mib": round(end["total"] - early["total"], 1),
-               "rss_growth_bound_mib": round(growth_bound(early["total"]), 1)}
+    figures = {
+        "n": n,
+        "points": POINTS,
+        "frames": FRAMES,
+        "seconds": round(elapsed, 1),
+        "seconds_per_scan": round(elapsed / n, 2),
+        "rss_early_mib": {k: round(v, 1) for k, v in early.items()},
+        "rss_end_mib": {k: round(v, 1) for k, v in end.items()},
+        "rss_growth_mib": round(end["total"] - early["total"], 1),
+        "rss_growth_bound_mib": round(growth_bound(early["total"]), 1),
+    }
     log("soak figures: " + json.dumps(figures))
     return {"items": items, "figures": figures}
 
@@ -160,8 +170,11 @@ def soak(service):
 def test_all_runs_completed(soak):
     items = soak["items"]
     assert len(items) == N
-    bad = [(i["name"], i["result"]["exit_status"], i["result"]["msg"]) for i in items
-           if i["result"]["exit_status"] != "completed"]
+    bad = [
+        (i["name"], i["result"]["exit_status"], i["result"]["msg"])
+        for i in items
+        if i["result"]["exit_status"] != "completed"
+    ]
     assert not bad, bad
 
 
@@ -175,7 +188,8 @@ def test_memory_does_not_grow_without_bound(soak):
     growth = fig["rss_growth_mib"]
     assert growth <= fig["rss_growth_bound_mib"], (
         f"RE Manager + worker RSS grew {growth} MiB between run "
-        f"{fig['rss_early_mib']['after_runs']} and run {N}: {fig}")
+        f"{fig['rss_early_mib']['after_runs']} and run {N}: {fig}"
+    )
 
 
 def test_soak_checker_catches_a_missing_run(soak, service):

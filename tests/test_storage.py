@@ -108,14 +108,22 @@ class HDF5FrameDetector(Device):
         path = self.directory / f"{uuid.uuid4().hex[:20]}_000000.h5"
         self._h5 = h5py.File(path, "w")
         dset = self._h5.create_dataset(
-            "/entry/instrument/detector/data", shape=(0, ROWS, COLS),
-            maxshape=(None, ROWS, COLS), chunks=(1, ROWS, COLS), dtype="uint8",
-            **hdf5plugin.LZ4())
+            "/entry/instrument/detector/data",
+            shape=(0, ROWS, COLS),
+            maxshape=(None, ROWS, COLS),
+            chunks=(1, ROWS, COLS),
+            dtype="uint8",
+            **hdf5plugin.LZ4(),
+        )
         self._h5["/entry/data/data"] = dset  # hard link, as ADCore writes it
         resource, self._datum_factory, _ = compose_resource(
-            start={"uid": "filled in by the RunEngine"}, spec="AD_HDF5", root="/",
+            start={"uid": "filled in by the RunEngine"},
+            spec="AD_HDF5",
+            root="/",
             resource_path=str(path.relative_to("/")),
-            resource_kwargs={"frame_per_point": FRAMES}, path_semantics="posix")
+            resource_kwargs={"frame_per_point": FRAMES},
+            path_semantics="posix",
+        )
         resource.pop("run_start")  # as ophyd does: bluesky adds the run's uid
         self._asset_docs = [("resource", resource)]
         self._point = 0
@@ -159,8 +167,11 @@ class HDF5FrameDetector(Device):
     def describe(self):
         out = super().describe()
         out[f"{self.name}_image"] = {
-            "source": "SIM:image", "dtype": "array", "shape": [FRAMES, ROWS, COLS],
-            "dtype_numpy": "|u1", "external": "FILESTORE:",  # as ophyd's make_data_key
+            "source": "SIM:image",
+            "dtype": "array",
+            "shape": [FRAMES, ROWS, COLS],
+            "dtype_numpy": "|u1",
+            "external": "FILESTORE:",  # as ophyd's make_data_key
         }
         return out
 
@@ -215,8 +226,14 @@ def run_python(code: str, *args: str, timeout: float = 60) -> dict:
     """Run *code* in a fresh interpreter; it prints one JSON line, returned as a dict."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("HDF5_PLUGIN_PATH", None)
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=str(REPO),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -247,8 +264,9 @@ def test_embedded_catalog_round_trip(cfg, devices):
     np.testing.assert_allclose(ds["m1_user_setpoint"].values, np.linspace(-1, 1, 5))
     for key in ("simdet_stats1_total", "simdet_stats1_max_value", "simdet_stats1_unique_id"):
         assert ds[key].shape == (5,)
-    np.testing.assert_allclose(ds["simdet_stats1_total"].values,
-                               [f[-1].sum() for f in simdet.written])
+    np.testing.assert_allclose(
+        ds["simdet_stats1_total"].values, [f[-1].sum() for f in simdet.written]
+    )
 
     resources = run.primary._resources
     assert len(resources) == 1
@@ -312,8 +330,7 @@ def test_catalog_readable_by_another_process_during_and_after_run(cfg, devices):
             for x in (0.0, 0.5):
                 yield from bps.mv(m1, x)
                 yield from bps.trigger_and_read([simdet, m1])
-            seen["live"] = run_python(script % "True",
-                                      cfg["catalog"]["directory"], seen["uid"])
+            seen["live"] = run_python(script % "True", cfg["catalog"]["directory"], seen["uid"])
             yield from bps.mv(m1, 1.0)
             yield from bps.trigger_and_read([simdet, m1])
 
@@ -341,12 +358,20 @@ def test_intake_yaml_opens_same_catalog(cfg, devices):
     assert path == Path(cfg["instrument"]["data_dir"]) / "intake" / "adscan.yml"
     env = dict(os.environ, PYTHONPATH=str(REPO), INTAKE_PATH=str(path.parent))
     proc = subprocess.run(
-        [sys.executable, "-c",
-         "import json, databroker\n"
-         "run = databroker.catalog['adscan'][-1]\n"
-         "print(json.dumps({'uid': run.metadata['start']['uid'],"
-         " 'shape': list(run.primary.read()['simdet_image'].shape)}))\n"],
-        capture_output=True, text=True, timeout=60, env=env, cwd=str(REPO))
+        [
+            sys.executable,
+            "-c",
+            "import json, databroker\n"
+            "run = databroker.catalog['adscan'][-1]\n"
+            "print(json.dumps({'uid': run.metadata['start']['uid'],"
+            " 'shape': list(run.primary.read()['simdet_image'].shape)}))\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=str(REPO),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out == {"uid": uid, "shape": [1, FRAMES, ROWS, COLS]}
@@ -408,8 +433,9 @@ def test_spec_rows_are_on_disk_while_scanning(cfg, devices):
 
     def watch(name, doc):
         if name == "event":
-            counts.append(sum(1 for ln in spec_text(cfg).splitlines()
-                              if ln and ln[0] in "-0123456789"))
+            counts.append(
+                sum(1 for ln in spec_text(cfg).splitlines() if ln and ln[0] in "-0123456789")
+            )
 
     RE(bp.scan([simdet], m1, 0, 1, 4), watch)  # subscribed after the writers: sees their rows
     assert counts == [1, 2, 3, 4]
@@ -510,17 +536,28 @@ def test_spec_positioners_from_baseline_stream(cfg, devices):
 
 def test_rebuild_plan_command_from_reprs():
     doc = {
-        "plan_name": "grid_scan", "detectors": ["simdet"],
+        "plan_name": "grid_scan",
+        "detectors": ["simdet"],
         "plan_args": {
             "detectors": ["SimDetector_V34(prefix='kad:', name='simdet', read_attrs=[])"],
-            "args": ["MyEpicsMotor(prefix='gp:m1', name='m1', settle_time=0.0)", -1, 1, 5,
-                     "MyEpicsMotor(prefix='gp:m2', name='m2', settle_time=0.0)", -0.5, 0.5, 4],
-            "per_step": "None", "snake_axes": True,
+            "args": [
+                "MyEpicsMotor(prefix='gp:m1', name='m1', settle_time=0.0)",
+                -1,
+                1,
+                5,
+                "MyEpicsMotor(prefix='gp:m2', name='m2', settle_time=0.0)",
+                -0.5,
+                0.5,
+                4,
+            ],
+            "per_step": "None",
+            "snake_axes": True,
         },
     }
     assert rebuild_plan_command(doc) == (
         "grid_scan(detectors=['simdet'], args=['m1', -1, 1, 5, 'm2', -0.5, 0.5, 4], "
-        "snake_axes=True)")
+        "snake_axes=True)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -567,7 +604,8 @@ def test_mongo_path_with_mongomock_uri_gets_timeout(cfg):
 
     assert "serverSelectionTimeoutMS=5000" in mongo_uri_with_timeout("mongodb://h:1/db")
     assert mongo_uri_with_timeout("mongodb://h/db?serverSelectionTimeoutMS=9") == (
-        "mongodb://h/db?serverSelectionTimeoutMS=9")
+        "mongodb://h/db?serverSelectionTimeoutMS=9"
+    )
     with mongomock.patch(servers=(("localhost", 27017),)):
         cfg["catalog"]["mongo_uri"] = "mongodb://localhost:27017/adscan_test"
         path = write_intake_yaml(cfg)

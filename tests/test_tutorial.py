@@ -59,16 +59,23 @@ def iconfig_for_tutorial(directory: Path) -> Path:
     return directory / "iconfig.yml"
 
 
-def run_tutorial(workdir: Path, iconfig: Path | None = None,
-                 timeout: float = 240) -> subprocess.CompletedProcess:
+def run_tutorial(
+    workdir: Path, iconfig: Path | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "tutorial_blocks.py"
     path.write_text(script(python_blocks(TUTORIAL.read_text())))
     env = dict(os.environ, PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
     if iconfig is not None:
         env["ADSCAN_ICONFIG"] = str(iconfig)
-    return subprocess.run([sys.executable, str(path)], cwd=workdir, env=env, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(path)],
+        cwd=workdir,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def outputs(stdout: str, n: int) -> list[str]:
@@ -99,10 +106,20 @@ def test_tutorial_has_the_steps():
     blocks = python_blocks(text)
     assert len(blocks) >= 10
     code = "\n".join(blocks)
-    for needle in ("from adscan.instrument import *", "bp.count([simdet.stats1], num=5)",
-                   "adscan_count(", "adscan_scan(", "adscan_scan2(", "adscan_grid_scan(",
-                   '["simdet_image"]', "assets(run)", "spec_file_path", "plot_run",
-                   "verify_run", "frames="):
+    for needle in (
+        "from adscan.instrument import *",
+        "bp.count([simdet.stats1], num=5)",
+        "adscan_count(",
+        "adscan_scan(",
+        "adscan_scan2(",
+        "adscan_grid_scan(",
+        '["simdet_image"]',
+        "assets(run)",
+        "spec_file_path",
+        "plot_run",
+        "verify_run",
+        "frames=",
+    ):
         assert needle in code, needle
 
 
@@ -123,8 +140,9 @@ def test_tutorial_runs(beamline, tmp_path):
     joined = "".join(outs)
     assert "obj.connected=True 'simdet'" in joined
     assert "image_data.shape=(5, 3, 1024, 1024)" in joined
-    assert "(5, 3, 1024, 1024)" in outs[blocks.index(next(b for b in blocks
-                                                          if "adscan_scan(" in b))]
+    assert (
+        "(5, 3, 1024, 1024)" in outs[blocks.index(next(b for b in blocks if "adscan_scan(" in b))]
+    )
     assert "verify: PASS" in joined and "FAIL" not in joined
     assert joined.count(" True") >= 3
 

@@ -42,8 +42,13 @@ class CatalogWriter:
     cumulative time spent writing them (seconds), to measure the cost on the RunEngine thread.
     """
 
-    def __init__(self, kind: str, target: str, callback: Callable[[str, dict], Any],
-                 closer: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        kind: str,
+        target: str,
+        callback: Callable[[str, dict], Any],
+        closer: Callable[[], None] | None = None,
+    ):
         self.kind = kind
         self.target = target
         self._callback = callback
@@ -81,8 +86,10 @@ def make_catalog_writer(cfg: dict | None = None) -> CatalogWriter:
         from suitcase.mongo_normalized import Serializer as MongoSerializer
 
         if not pymongo.uri_parser.parse_uri(uri).get("database"):
-            raise ValueError(f"catalog.mongo_uri {redact_uri(uri)!r} names no database "
-                             "(mongodb://host:port/DATABASE)")
+            raise ValueError(
+                f"catalog.mongo_uri {redact_uri(uri)!r} names no database "
+                "(mongodb://host:port/DATABASE)"
+            )
         uri = mongo_uri_with_timeout(uri)
         client = pymongo.MongoClient(uri)
         db = client.get_database()  # the database named in the URI (required)

@@ -80,14 +80,23 @@ class ProgressReporter(CallbackBase):
             same_item = item_uid is not None and item_uid == self._state.get("item_uid")
             run_uids = [*self._state.get("run_uids", []), doc["uid"]] if same_item else [doc["uid"]]
             self._state = {
-                "state": "running", "uid": doc["uid"], "scan_id": doc.get("scan_id"),
-                "item_uid": item_uid, "run_uids": run_uids, "time_start": doc.get("time"),
+                "state": "running",
+                "uid": doc["uid"],
+                "scan_id": doc.get("scan_id"),
+                "item_uid": item_uid,
+                "run_uids": run_uids,
+                "time_start": doc.get("time"),
                 "plan": plan_of(doc),
-                "points_done": 0, "points_total": total, "elapsed_s": 0.0, "remaining_s": None,
+                "points_done": 0,
+                "points_total": total,
+                "elapsed_s": 0.0,
+                "remaining_s": None,
                 "exit_status": None,
             }
-        self._say(f"scan {doc.get('scan_id')} {self._state['plan']}: started, "
-                  f"{total if total is not None else '?'} points")
+        self._say(
+            f"scan {doc.get('scan_id')} {self._state['plan']}: started, "
+            f"{total if total is not None else '?'} points"
+        )
 
     def descriptor(self, doc):
         if doc.get("name") == "primary":
@@ -103,8 +112,9 @@ class ProgressReporter(CallbackBase):
             done, total = st["points_done"], st["points_total"]
             if total:
                 st["remaining_s"] = round(st["elapsed_s"] / done * (total - done), 3)
-            line = progress_point_line(st["scan_id"], st["plan"], done, total,
-                                       st["elapsed_s"], st["remaining_s"])
+            line = progress_point_line(
+                st["scan_id"], st["plan"], done, total, st["elapsed_s"], st["remaining_s"]
+            )
         self._say(line)
 
     def stop(self, doc):
@@ -114,8 +124,10 @@ class ProgressReporter(CallbackBase):
             st["exit_status"] = doc.get("exit_status")
             st["elapsed_s"] = round(time.monotonic() - self._t0, 3)
             st["remaining_s"] = 0.0
-        self._say(f"scan {st.get('scan_id')} {st.get('plan')}: {doc.get('exit_status')} after "
-                  f"{st.get('points_done')} points in {st['elapsed_s']:.1f} s")
+        self._say(
+            f"scan {st.get('scan_id')} {st.get('plan')}: {doc.get('exit_status')} after "
+            f"{st.get('points_done')} points in {st['elapsed_s']:.1f} s"
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """The current (or last) run's progress, JSON-serialisable."""

@@ -66,7 +66,13 @@ from adscan.core.schema import ADSCAN_COMMAND
 logger = logging.getLogger(__name__)
 
 RESOURCE_KEY_ORDER = (
-    "spec", "root", "resource_path", "resource_kwargs", "path_semantics", "uid", "run_start",
+    "spec",
+    "root",
+    "resource_path",
+    "resource_kwargs",
+    "path_semantics",
+    "uid",
+    "run_start",
 )
 _NAME_IN_REPR = re.compile(r"^[A-Za-z_][\w.]*\(.*?\bname='([^']*)'", re.DOTALL)
 _NUMERIC_DTYPES = ("number", "integer", "boolean")
@@ -128,9 +134,14 @@ def _one_line(text: str, limit: int) -> str:
 class AdscanSpecWriter(SpecWriterCallback2):
     """SPEC writer for adscan (see the module docstring for the file layout and rules)."""
 
-    def __init__(self, filename: str | Path, *, RE=None,
-                 positioner_stream: str = "label_start_motor",
-                 max_line_length: int = 4000):
+    def __init__(
+        self,
+        filename: str | Path,
+        *,
+        RE=None,
+        positioner_stream: str = "label_start_motor",
+        max_line_length: int = 4000,
+    ):
         super().__init__()
         self._motor_stream_name = positioner_stream
         self.max_line_length = int(max_line_length)
@@ -281,8 +292,9 @@ class AdscanSpecWriter(SpecWriterCallback2):
             return
         if descriptor["name"] == self._motor_stream_name:
             for k in self.motors:
-                key = k if k in doc["data"] else (descriptor.get("object_keys", {}).get(k)
-                                                  or [k])[0]
+                key = (
+                    k if k in doc["data"] else (descriptor.get("object_keys", {}).get(k) or [k])[0]
+                )
                 self.motors[k] = doc["data"].get(key)
             return
         if descriptor["name"] != PRIMARY_STREAM_NAME:
@@ -351,7 +363,7 @@ class AdscanSpecWriter(SpecWriterCallback2):
         if not values:
             lines.append("#P0 ")
         for r in range(0, len(values), 8):
-            lines.append(f"#P{r // 8} " + " ".join(render(_scalar(v)) for v in values[r:r + 8]))
+            lines.append(f"#P{r // 8} " + " ".join(render(_scalar(v)) for v in values[r : r + 8]))
         for k, v in self.metadata.items():
             lines.append(_one_line(f"#MD {k} = {v}", self.max_line_length))
         lines.append(f"#N {len(self.data_labels)}")
@@ -399,8 +411,7 @@ class AdscanSpecWriter(SpecWriterCallback2):
         try:
             self.write_file_header()
             self.write_scan_header()
-            self._write_lines_([self._cmt("exit_status = incomplete (no stop document)")],
-                               mode="a")
+            self._write_lines_([self._cmt("exit_status = incomplete (no stop document)")], mode="a")
         finally:
             self._in_scan = False
 

@@ -9,7 +9,6 @@ from pathlib import Path
 MONGO_TIMEOUT_MS = 5000  # serverSelectionTimeoutMS added to mongo URIs without one
 
 
-
 def resolve_cfg(cfg: dict | None) -> dict:
     """``cfg``, or the configuration in force when None."""
     if cfg is None:

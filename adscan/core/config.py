@@ -61,8 +61,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: an instrument configuration is a mapping of sections")
     version = raw.get("version", ICONFIG_VERSION)
     if version != ICONFIG_VERSION:
-        raise ConfigError(f"{path}: version {version!r}, this adscan reads version "
-                          f"{ICONFIG_VERSION} (see {DEFAULT_ICONFIG})")
+        raise ConfigError(
+            f"{path}: version {version!r}, this adscan reads version "
+            f"{ICONFIG_VERSION} (see {DEFAULT_ICONFIG})"
+        )
     return raw
 
 

@@ -11,6 +11,7 @@ from bluesky import preprocessors as bpp
 
 START_STREAM = "label_start_motor"
 
+
 def wait_connected(devices: Sequence[Any], timeout: float):
     """Plan stub: wait (without blocking the RunEngine) until every device is connected.
 
@@ -51,8 +52,10 @@ def motor_start_stream(motors: Sequence[Any], reconnect_timeout: float):
 
         def insert(msg):
             if msg.command == "open_run":
+
                 def read_motors():
                     return (yield from bps.trigger_and_read(unique, name=START_STREAM))
+
                 return None, read_motors()
             return None, None
 
@@ -61,8 +64,9 @@ def motor_start_stream(motors: Sequence[Any], reconnect_timeout: float):
     return preprocessor
 
 
-def add_profile_streams(RE, motors: Sequence[Any], detectors: Sequence[Any], *,
-                        reconnect_timeout: float):
+def add_profile_streams(
+    RE, motors: Sequence[Any], detectors: Sequence[Any], *, reconnect_timeout: float
+):
     """The profile's supplemental streams on ``RE``; returns the ``SupplementalData``.
 
     ``baseline``: the motors and each area detector's acquire time and period, read at the

@@ -40,6 +40,7 @@ from adscan.core.catalog_settings import (
 
 logger = logging.getLogger(__name__)
 
+
 class AdscanHDF5Handler(AreaDetectorHDF5Handler):
     """``AD_HDF5`` handler that can decode LZ4 (and other hdf5plugin-filtered) frames.
 
@@ -136,8 +137,9 @@ def open_catalog(cfg: dict | None = None, **kwargs):
         return BlueskyMongoCatalog(uri, uri, handler_registry=registry, name=name, **kwargs)
     directory = catalog_directory(cfg)
     directory.mkdir(parents=True, exist_ok=True)
-    return AdscanMsgpackCatalog(f"{directory}/*.msgpack", handler_registry=registry, name=name,
-                                **kwargs)
+    return AdscanMsgpackCatalog(
+        f"{directory}/*.msgpack", handler_registry=registry, name=name, **kwargs
+    )
 
 
 def open_v1(cfg: dict | None = None, **kwargs):
@@ -162,21 +164,27 @@ def write_intake_yaml(cfg: dict | None = None, directory: str | Path | None = No
         directory = Path(cfg["instrument"]["data_dir"]) / "intake"
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    registry = {spec: f"{cls.__module__}.{cls.__qualname__}"
-                for spec, cls in HANDLER_REGISTRY.items()}
+    registry = {
+        spec: f"{cls.__module__}.{cls.__qualname__}" for spec, cls in HANDLER_REGISTRY.items()
+    }
     uri = ccfg.get("mongo_uri")
     if uri:
         uri = mongo_uri_with_timeout(uri)
         source = {
             "driver": "bluesky-mongo-normalized-catalog",
-            "args": {"metadatastore_db": uri, "asset_registry_db": uri,
-                     "handler_registry": registry},
+            "args": {
+                "metadatastore_db": uri,
+                "asset_registry_db": uri,
+                "handler_registry": registry,
+            },
         }
     else:
         source = {
             "driver": f"{AdscanMsgpackCatalog.__module__}.{AdscanMsgpackCatalog.__qualname__}",
-            "args": {"paths": [f"{catalog_directory(cfg)}/*.msgpack"],
-                     "handler_registry": registry},
+            "args": {
+                "paths": [f"{catalog_directory(cfg)}/*.msgpack"],
+                "handler_registry": registry,
+            },
         }
     path = directory / f"{name}.yml"
     tmp = path.with_suffix(".yml.tmp")

@@ -37,7 +37,6 @@ FIGSIZE = (6.4, 4.8)  # inches
 DPI = 100  # -> 640 x 480 pixel PNG files
 
 
-
 # ---------------------------------------------------------------------------------------------
 # figures
 
@@ -68,8 +67,9 @@ def plot_first_frame(data: RunData, out: Path, *, figsize=FIGSIZE, dpi=DPI) -> P
     fig.colorbar(im, ax=ax, label="counts")
     ax.set_xlabel("column")
     ax.set_ylabel("row")
-    ax.set_title(f"{data.label}\n{key}: point 0, frame 0 ({image.shape[0]}x{image.shape[1]})",
-                 fontsize=10)
+    ax.set_title(
+        f"{data.label}\n{key}: point 0, frame 0 ({image.shape[0]}x{image.shape[1]})", fontsize=10
+    )
     return _save(fig, out / _name(data, "frame"), dpi)
 
 
@@ -80,11 +80,10 @@ def plot_motors(data: RunData, out: Path, *, figsize=FIGSIZE, dpi=DPI) -> Path:
     n = np.arange(data.points)
     for m in data.motors:
         if m in data.columns:
-            line, = ax.plot(n, data.columns[m], "o-", label=f"{m} (readback)")
+            (line,) = ax.plot(n, data.columns[m], "o-", label=f"{m} (readback)")
             sp = data.columns.get(f"{m}_user_setpoint")
             if sp is not None:
-                ax.plot(n, sp, "x--", color=line.get_color(), alpha=0.6,
-                        label=f"{m}_user_setpoint")
+                ax.plot(n, sp, "x--", color=line.get_color(), alpha=0.6, label=f"{m}_user_setpoint")
     ax.set_xlabel("point number")
     ax.set_ylabel("position")
     ax.grid(True, alpha=0.3)
@@ -109,8 +108,9 @@ def _stats_axes(fig, data: RunData, x: np.ndarray, xlabel: str):
     return ax1, ax2
 
 
-def plot_stats_vs_motor(data: RunData, out: Path, *, motor: str | None = None,
-                        figsize=FIGSIZE, dpi=DPI) -> Path:
+def plot_stats_vs_motor(
+    data: RunData, out: Path, *, motor: str | None = None, figsize=FIGSIZE, dpi=DPI
+) -> Path:
     """(c) Stats total and max v. the motor's readback (1-motor scan)."""
     motor = motor or data.motors[0]
     fig = _figure(figsize, dpi, layout="constrained")
@@ -127,8 +127,7 @@ def plot_stats_vs_point(data: RunData, out: Path, *, figsize=FIGSIZE, dpi=DPI) -
     return _save(fig, out / _name(data, "stats"), dpi)
 
 
-def grid_map(data: RunData, key: str | None = None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def grid_map(data: RunData, key: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(outer positions, inner positions, values[outer, inner]) of a grid scan.
 
     Uses the start document's ``shape`` and ``snaking``; cells not measured (an aborted run)
@@ -158,8 +157,10 @@ def grid_map(data: RunData, key: str | None = None
         if np.isnan(x[j]):
             x[j] = p2[k]
     extents = data.start.get("extents") or []
-    for axis, ext, n in ((y, extents[0] if extents else None, n1),
-                         (x, extents[1] if len(extents) > 1 else None, n2)):
+    for axis, ext, n in (
+        (y, extents[0] if extents else None, n1),
+        (x, extents[1] if len(extents) > 1 else None, n2),
+    ):
         if np.isnan(axis).any():  # unmeasured rows/columns: the planned positions
             planned = np.linspace(ext[0], ext[1], n) if ext else np.arange(n, dtype=float)
             axis[np.isnan(axis)] = planned[np.isnan(axis)]
@@ -176,13 +177,21 @@ def plot_grid_map(data: RunData, out: Path, *, figsize=FIGSIZE, dpi=DPI) -> Path
     mesh = ax.pcolormesh(x, y, values, shading="nearest", cmap="viridis")
     fig.colorbar(mesh, ax=ax, label=key)
     if m1 in data.columns and m2 in data.columns:  # the visiting order (snake) on top
-        ax.plot(data.columns[m2], data.columns[m1], "w.-", lw=1, ms=4, alpha=0.7,
-                label="path (readbacks)")
+        ax.plot(
+            data.columns[m2],
+            data.columns[m1],
+            "w.-",
+            lw=1,
+            ms=4,
+            alpha=0.7,
+            label="path (readbacks)",
+        )
         ax.legend(fontsize=8, loc="upper right")
     ax.set_xlabel(f"{m2} (inner)")
     ax.set_ylabel(f"{m1} (outer)")
-    ax.set_title(f"{data.label}\n{key} on the {values.shape[0]}x{values.shape[1]} grid",
-                 fontsize=10)
+    ax.set_title(
+        f"{data.label}\n{key} on the {values.shape[0]}x{values.shape[1]} grid", fontsize=10
+    )
     return _save(fig, out / _name(data, "map"), dpi)
 
 
@@ -208,8 +217,9 @@ def plot_data(data: RunData, out: str | Path, *, figsize=FIGSIZE, dpi=DPI) -> li
     return paths
 
 
-def plot_run(cfg: dict | None, uid_or_index: Any = -1, out: str | Path = ".", *,
-             figsize=FIGSIZE, dpi=DPI) -> list[Path]:
+def plot_run(
+    cfg: dict | None, uid_or_index: Any = -1, out: str | Path = ".", *, figsize=FIGSIZE, dpi=DPI
+) -> list[Path]:
     """Open the run (``-N``, scan_id or uid) and write its plots into ``out``."""
     import matplotlib
 
@@ -224,12 +234,17 @@ def plot_run(cfg: dict | None, uid_or_index: Any = -1, out: str | Path = ".", *,
 def main_plot(argv: list[str] | None = None) -> int:
     """``adscan plot <uid|-N|scan_id> [--out DIR]``: write the run's PNG plots, print paths."""
     parser = argparse.ArgumentParser(
-        prog="adscan plot", description="PNG plots of a run (chosen by its plan).")
-    parser.add_argument("run", nargs="?", default="-1",
-                        help="run uid (or its start), -N (N-th most recent) or scan_id "
-                             "(default -1)")
-    parser.add_argument("--out", default=None,
-                        help="directory for the PNG files (default <data_dir>/plots)")
+        prog="adscan plot", description="PNG plots of a run (chosen by its plan)."
+    )
+    parser.add_argument(
+        "run",
+        nargs="?",
+        default="-1",
+        help="run uid (or its start), -N (N-th most recent) or scan_id (default -1)",
+    )
+    parser.add_argument(
+        "--out", default=None, help="directory for the PNG files (default <data_dir>/plots)"
+    )
     parser.add_argument("--iconfig", default=None, help="iconfig.yml (default $ADSCAN_ICONFIG)")
     args = parser.parse_args(argv)
     from adscan.core.config import load_iconfig

@@ -18,7 +18,6 @@ from adscan.core.schema import plan_of
 IMAGE_DATASET = "/entry/data/data"
 
 
-
 @dataclass
 class RunData:
     """One run's documents, flattened: start, stop, primary columns, images' datum."""
@@ -52,8 +51,9 @@ class RunData:
     def image_keys(self) -> list[str]:
         """External fields of the primary stream with an image shape (e.g. ``simdet_image``)."""
         keys = (self.descriptor or {}).get("data_keys", {})
-        return [k for k, dk in keys.items()
-                if dk.get("external") and len(dk.get("shape") or []) >= 2]
+        return [
+            k for k, dk in keys.items() if dk.get("external") and len(dk.get("shape") or []) >= 2
+        ]
 
     @property
     def kind(self) -> str:
@@ -126,8 +126,7 @@ def read_run(run) -> RunData:
     rows: dict[str, list] = {}
     externals: list[str] = []
     scalar: list[str] = []
-    documents = run.documents(fill="no") if hasattr(run, "documents") else run.canonical(
-        fill="no")
+    documents = run.documents(fill="no") if hasattr(run, "documents") else run.canonical(fill="no")
     for name, doc in documents:
         if name == "descriptor":
             if doc.get("name") == "primary":
@@ -138,7 +137,10 @@ def read_run(run) -> RunData:
                         if dk.get("external"):
                             externals.append(key)
                         elif not dk.get("shape") and dk.get("dtype") in (
-                                "number", "integer", "boolean"):
+                            "number",
+                            "integer",
+                            "boolean",
+                        ):
                             scalar.append(key)
                     rows = {k: [] for k in scalar + externals}
         elif name == "resource":
@@ -164,8 +166,9 @@ def read_run(run) -> RunData:
     return data
 
 
-def read_frame(data: RunData, point: int = 0, frame: int = 0,
-               image_key: str | None = None) -> np.ndarray:
+def read_frame(
+    data: RunData, point: int = 0, frame: int = 0, image_key: str | None = None
+) -> np.ndarray:
     """One image frame of one point, read from the run's HDF5 file."""
     import h5py
     import hdf5plugin  # noqa: F401 - LZ4 filter

@@ -86,17 +86,17 @@ class Report:
         return next(c for c in self.checks if c.name == name)
 
     def table(self) -> str:
-        head = (f"run {self.uid}  scan {self.scan_id}  {self.plan}  "
-                f"{self.points} points")
+        head = f"run {self.uid}  scan {self.scan_id}  {self.plan}  {self.points} points"
         width = max([len("check")] + [len(c.name) for c in self.checks])
-        lines = [head, f"{'check':<{width}}  result  detail",
-                 f"{'-' * width}  ------  {'-' * 50}"]
+        lines = [head, f"{'check':<{width}}  result  detail", f"{'-' * width}  ------  {'-' * 50}"]
         lines += [f"{c.name:<{width}}  {c.status:<6}  {c.detail}" for c in self.checks]
         n_fail = len(self.failed)
         lines.append(f"{'-' * width}  ------  {'-' * 50}")
-        lines.append(f"verify: PASS (all {len(self.checks)} checks)" if not n_fail
-                     else f"verify: FAIL ({n_fail} of {len(self.checks)} checks: "
-                          f"{', '.join(self.failed)})")
+        lines.append(
+            f"verify: PASS (all {len(self.checks)} checks)"
+            if not n_fail
+            else f"verify: FAIL ({n_fail} of {len(self.checks)} checks: {', '.join(self.failed)})"
+        )
         return "\n".join(lines)
 
 
@@ -128,8 +128,12 @@ def read_spec_scan(path: Path, uid: str, scan_number: Any = None) -> dict | None
         for line in f:
             if line.startswith("#S "):
                 parts = line.split()
-                current = {"number": parts[1] if len(parts) > 1 else "?", "labels": [],
-                           "rows": [], "uid": None}
+                current = {
+                    "number": parts[1] if len(parts) > 1 else "?",
+                    "labels": [],
+                    "rows": [],
+                    "uid": None,
+                }
                 scans.append(current)
             elif current is None:
                 continue
@@ -174,8 +178,11 @@ def _check_run(report: Report, data: RunData) -> None:
     status = stop.get("exit_status")
     n_stop = (stop.get("num_events") or {}).get("primary")
     ok = status == "success" and n_stop == data.points and data.points > 0
-    report.add("run complete", ok,
-               f"exit_status={status}, num_events primary={n_stop}, events read={data.points}")
+    report.add(
+        "run complete",
+        ok,
+        f"exit_status={status}, num_events primary={n_stop}, events read={data.points}",
+    )
 
 
 def _check_images(report: Report, data: RunData, cfg: dict) -> None:
@@ -191,15 +198,23 @@ def _check_images(report: Report, data: RunData, cfg: dict) -> None:
     shape = list((data.descriptor or {}).get("data_keys", {}).get(key, {}).get("shape") or [])
 
     # --- frames per point: start doc, resources, data key shape
-    fpps = {int((r.get("resource_kwargs") or {}).get("frame_per_point", -1))
-            for r in data.resources.values() if r.get("spec") == "AD_HDF5"}
-    expected = int(frames_cfg) if frames_cfg is not None else (
-        next(iter(fpps)) if len(fpps) == 1 else None)
-    ok = (expected is not None and fpps == {expected}
-          and (not shape or int(shape[0]) == expected))
-    report.add("frames per point", ok,
-               f"start frames_per_point={frames_cfg}, resource frame_per_point="
-               f"{sorted(fpps)}, {key} shape={shape}")
+    fpps = {
+        int((r.get("resource_kwargs") or {}).get("frame_per_point", -1))
+        for r in data.resources.values()
+        if r.get("spec") == "AD_HDF5"
+    }
+    expected = (
+        int(frames_cfg)
+        if frames_cfg is not None
+        else (next(iter(fpps)) if len(fpps) == 1 else None)
+    )
+    ok = expected is not None and fpps == {expected} and (not shape or int(shape[0]) == expected)
+    report.add(
+        "frames per point",
+        ok,
+        f"start frames_per_point={frames_cfg}, resource frame_per_point="
+        f"{sorted(fpps)}, {key} shape={shape}",
+    )
 
     # --- every datum resolves to frames of an existing file; read last frames per point
     total = data.columns.get(data.stats_key("total", key))
@@ -216,8 +231,9 @@ def _check_images(report: Report, data: RunData, cfg: dict) -> None:
         for p in range(n):
             try:
                 if p >= len(ids) or ids[p] not in data.datums:
-                    raise LookupError(f"point {p}: datum {ids[p] if p < len(ids) else None!r}"
-                                      " not in the catalog")
+                    raise LookupError(
+                        f"point {p}: datum {ids[p] if p < len(ids) else None!r} not in the catalog"
+                    )
                 datum = data.datums[ids[p]]
                 if datum["resource"] not in data.resources:
                     raise LookupError(f"point {p}: resource {datum['resource']} missing")
@@ -229,8 +245,10 @@ def _check_images(report: Report, data: RunData, cfg: dict) -> None:
                 f = files[path]
                 dset = f[IMAGE_DATASET]
                 if first + fpp > dset.shape[0]:
-                    raise LookupError(f"point {p}: frames {first}..{first + fpp - 1} beyond "
-                                      f"the {dset.shape[0]} frames of {path.name}")
+                    raise LookupError(
+                        f"point {p}: frames {first}..{first + fpp - 1} beyond "
+                        f"the {dset.shape[0]} frames of {path.name}"
+                    )
             except (LookupError, OSError, KeyError) as exc:
                 problems.append(str(exc))
                 continue
@@ -238,15 +256,18 @@ def _check_images(report: Report, data: RunData, cfg: dict) -> None:
             sums[p] = float(last.sum(dtype=np.uint64))
             maxes[p] = float(last.max())
             if UNIQUE_ID_DATASET in f:
-                ids_p = np.asarray(f[UNIQUE_ID_DATASET][first:first + fpp], dtype=float)
+                ids_p = np.asarray(f[UNIQUE_ID_DATASET][first : first + fpp], dtype=float)
                 uid_seq.extend(ids_p.tolist())
                 last_uid[p] = ids_p[-1]
     finally:
         for f in files.values():
             f.close()
     names = ", ".join(str(p) for p in files) or "none"
-    detail = (f"{n} points -> {len(files)} file(s): {names}" if not problems
-              else f"{len(problems)} of {n} points unresolved; first: {problems[0]}")
+    detail = (
+        f"{n} points -> {len(files)} file(s): {names}"
+        if not problems
+        else f"{len(problems)} of {n} points unresolved; first: {problems[0]}"
+    )
     report.add("datum -> HDF5 file", not problems and n > 0 and len(ids) == n, detail)
 
     # --- unique ids
@@ -256,10 +277,14 @@ def _check_images(report: Report, data: RunData, cfg: dict) -> None:
     else:
         steps = np.diff(seq)
         bad = np.flatnonzero(steps != 1)
-        report.add("unique ids consecutive", bad.size == 0,
-                   f"{int(seq[0])}..{int(seq[-1])} ({seq.size} frames)" if bad.size == 0
-                   else f"{bad.size} gaps; first after frame {int(bad[0])}: "
-                        f"{int(seq[bad[0]])} -> {int(seq[bad[0] + 1])}")
+        report.add(
+            "unique ids consecutive",
+            bad.size == 0,
+            f"{int(seq[0])}..{int(seq[-1])} ({seq.size} frames)"
+            if bad.size == 0
+            else f"{bad.size} gaps; first after frame {int(bad[0])}: "
+            f"{int(seq[bad[0]])} -> {int(seq[bad[0] + 1])}",
+        )
 
     def compare(name: str, got: np.ndarray, column: np.ndarray | None, colname: str):
         if column is None:
@@ -270,8 +295,12 @@ def _check_images(report: Report, data: RunData, cfg: dict) -> None:
             report.add(name, True, f"{n} points equal {colname}")
         else:
             count = int(np.sum(~np.isclose(got, column, rtol=0, atol=0)))
-            report.add(name, False, f"{count} of {n} points differ; first point {k}: "
-                                    f"HDF5 {_fmt(got[k])} != {colname} {_fmt(column[k])}")
+            report.add(
+                name,
+                False,
+                f"{count} of {n} points differ; first point {k}: "
+                f"HDF5 {_fmt(got[k])} != {colname} {_fmt(column[k])}",
+            )
 
     compare("unique id = stats", last_uid, suid, data.stats_key("unique_id", key))
     compare("frame sum = total", sums, total, data.stats_key("total", key))
@@ -284,13 +313,15 @@ def _check_spec(report: Report, data: RunData, cfg: dict) -> None:
     path = spec_file_path(cfg)
     scan = read_spec_scan(path, data.uid, data.scan_id)
     if scan is None:
-        report.add("SPEC scan found", False,
-                   f"no scan with uid {data.uid} or #S {data.scan_id} in {path}")
+        report.add(
+            "SPEC scan found", False, f"no scan with uid {data.uid} or #S {data.scan_id} in {path}"
+        )
         return
     report.add("SPEC scan found", True, f"#S {scan['number']} (by {scan['by']}) in {path}")
     rows = len(scan["rows"])
-    report.add("SPEC points", rows == data.points,
-               f"{rows} data rows, catalog has {data.points} points")
+    report.add(
+        "SPEC points", rows == data.points, f"{rows} data rows, catalog has {data.points} points"
+    )
     wanted = [data.stats_key(w) for w in ("total", "max_value", "unique_id")]
     for m in data.motors:
         wanted += [m, f"{m}_user_setpoint"]
@@ -306,20 +337,24 @@ def _check_spec(report: Report, data: RunData, cfg: dict) -> None:
             continue
         k = _first_mismatch(spec_values, cat_values, rtol=SPEC_RTOL)
         if k is not None:
-            diffs.append(f"{col} row {k}: SPEC {_fmt(spec_values[k])} != catalog "
-                         f"{_fmt(cat_values[k])}")
+            diffs.append(
+                f"{col} row {k}: SPEC {_fmt(spec_values[k])} != catalog {_fmt(cat_values[k])}"
+            )
         compared.append(col)
     ok = not missing and not diffs and bool(compared)
-    detail = (f"{len(compared)} columns equal: {', '.join(compared)}" if ok
-              else "; ".join(([f"missing {missing}"] if missing else []) + diffs))
+    detail = (
+        f"{len(compared)} columns equal: {', '.join(compared)}"
+        if ok
+        else "; ".join(([f"missing {missing}"] if missing else []) + diffs)
+    )
     report.add("SPEC columns", ok, detail)
 
 
 def verify_data(cfg: dict, data: RunData) -> Report:
     """All checks on an already read run."""
-    report = Report(uid=data.uid, scan_id=data.scan_id,
-                    plan=plan_of(data.start) or "?",
-                    points=data.points)
+    report = Report(
+        uid=data.uid, scan_id=data.scan_id, plan=plan_of(data.start) or "?", points=data.points
+    )
     _check_run(report, data)
     _check_images(report, data, cfg)
     _check_spec(report, data, cfg)
@@ -339,10 +374,14 @@ def main_verify(argv: list[str] | None = None) -> int:
     """``adscan verify <uid|-N|scan_id>``: print the PASS/FAIL table; exit 1 on any FAIL."""
     parser = argparse.ArgumentParser(
         prog="adscan verify",
-        description="Check that a run's catalog, HDF5 frames and SPEC scan agree.")
-    parser.add_argument("run", nargs="?", default="-1",
-                        help="run uid (or its start), -N (N-th most recent) or scan_id "
-                             "(default -1)")
+        description="Check that a run's catalog, HDF5 frames and SPEC scan agree.",
+    )
+    parser.add_argument(
+        "run",
+        nargs="?",
+        default="-1",
+        help="run uid (or its start), -N (N-th most recent) or scan_id (default -1)",
+    )
     parser.add_argument("--iconfig", default=None, help="iconfig.yml (default $ADSCAN_ICONFIG)")
     args = parser.parse_args(argv)
     from adscan.core.config import load_iconfig

@@ -61,8 +61,9 @@ def ioc_pvs(cfg: dict) -> list[str]:
 
 def ioc_pid(cfg: dict) -> int | None:
     """The pid of the IOC adscan started for ``cfg`` (by pid file and command line), or None."""
-    return live_pid(pid_path(cfg, "ioc"),
-                    ("adscan.iocs", f"--data-dir {cfg['instrument']['data_dir']}"))
+    return live_pid(
+        pid_path(cfg, "ioc"), ("adscan.iocs", f"--data-dir {cfg['instrument']['data_dir']}")
+    )
 
 
 def ioc_argv(
@@ -79,11 +80,27 @@ def ioc_argv(
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The command line of ``python -m adscan.iocs`` (options left None keep the IOC's own)."""
-    argv = [sys.executable, "-u", "-m", "adscan.iocs",
-            "--prefix-motors", str(motors_prefix), "--prefix-ad", str(ad_prefix),
-            "--data-dir", str(data_dir), "--port", str(port)]
-    for option, value in (("--motor-count", motor_count), ("--velocity", velocity),
-                          ("--rows", rows), ("--cols", cols), ("--data-type", data_type)):
+    argv = [
+        sys.executable,
+        "-u",
+        "-m",
+        "adscan.iocs",
+        "--prefix-motors",
+        str(motors_prefix),
+        "--prefix-ad",
+        str(ad_prefix),
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+    ]
+    for option, value in (
+        ("--motor-count", motor_count),
+        ("--velocity", velocity),
+        ("--rows", rows),
+        ("--cols", cols),
+        ("--data-type", data_type),
+    ):
         if value is not None:
             argv += [option, str(value)]
     return [*argv, *extra]
@@ -199,8 +216,9 @@ def _quiet_disconnect(ctx) -> None:
 def ioc_address(cfg: dict) -> str:
     """How ``adscan status`` names the IOC: CA port and prefixes."""
     ioc = cfg["ioc"]
-    return (f"CA 127.0.0.1:{cfg['epics']['ca_server_port']} "
-            f"{ioc['motors_prefix']} {ioc['ad_prefix']}")
+    return (
+        f"CA 127.0.0.1:{cfg['epics']['ca_server_port']} {ioc['motors_prefix']} {ioc['ad_prefix']}"
+    )
 
 
 def ensure_ioc(cfg: dict, timeout: float = IOC_START_TIMEOUT) -> ServiceInfo:
@@ -219,11 +237,17 @@ def ensure_ioc(cfg: dict, timeout: float = IOC_START_TIMEOUT) -> ServiceInfo:
     if pid and ioc_answers(cfg, timeout=min(2.0, check_timeout)):
         return ServiceInfo("ioc", "up", address, pid, str(log))
     if pid is None and ioc_answers(cfg, timeout=min(1.0, check_timeout)):
-        return ServiceInfo("ioc", "external", address, None, "",
-                           "PVs answer (not started by adscan)")
+        return ServiceInfo(
+            "ioc", "external", address, None, "", "PVs answer (not started by adscan)"
+        )
     if pid:  # ours, still starting or stuck: restart it
         stop_pid(pid)
         pid_file.unlink(missing_ok=True)
-    started = start_ioc(ioc_argv_for(cfg), log, env=child_env(cfg, PYTHONUNBUFFERED="1"),
-                        pid_file=pid_file, timeout=timeout)
+    started = start_ioc(
+        ioc_argv_for(cfg),
+        log,
+        env=child_env(cfg, PYTHONUNBUFFERED="1"),
+        pid_file=pid_file,
+        timeout=timeout,
+    )
     return ServiceInfo("ioc", "up", address, started.pid, str(log), started=True)

@@ -73,7 +73,6 @@ def queueserver_cfg(cfg: dict) -> dict:
     return cfg["queueserver"]
 
 
-
 def zmq_host_port(addr: str) -> tuple[str, int]:
     """``tcp://host:port`` -> (host, port)."""
     rest = addr.split("://", 1)[-1]
@@ -160,8 +159,13 @@ def live_pid(path: Path, marker: str | tuple[str, ...]) -> int | None:
     return None
 
 
-def spawn(argv: list[str], log: Path, pid_file: Path | None = None,
-          env: Mapping[str, str] | None = None, preexec_fn=None) -> subprocess.Popen:
+def spawn(
+    argv: list[str],
+    log: Path,
+    pid_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    preexec_fn=None,
+) -> subprocess.Popen:
     """Start ``argv`` detached (new session, stdin closed), output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -209,8 +213,9 @@ def stop_pid(pid: int, timeout: float = STOP_TIMEOUT, group: bool = True) -> str
     return f"stopped ({sig_sent})"
 
 
-def _wait_procs(procs: list[psutil.Process], timeout: float
-                ) -> tuple[list[psutil.Process], list[psutil.Process]]:
+def _wait_procs(
+    procs: list[psutil.Process], timeout: float
+) -> tuple[list[psutil.Process], list[psutil.Process]]:
     deadline = time.monotonic() + timeout
     alive = list(procs)
     while alive and time.monotonic() < deadline:
@@ -231,7 +236,6 @@ def _wait_procs(procs: list[psutil.Process], timeout: float
     return [p for p in procs if p not in alive], alive
 
 
-
 def wait_until(predicate: Callable[[], Any], timeout: float, period: float = 0.05) -> bool:
     """Poll ``predicate`` every ``period`` s until true (True) or ``timeout`` s passed (False)."""
     deadline = time.monotonic() + timeout
@@ -241,7 +245,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float, period: float = 0.0
         if time.monotonic() >= deadline:
             return False
         time.sleep(period)
-
 
 
 def child_env(cfg: dict, base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:

@@ -47,9 +47,13 @@ RE_MANAGER_START_TIMEOUT = 30.0
 ENVIRONMENT_OPEN_TIMEOUT = 120.0
 
 #: Variables a caller's environment may hold that would override the generated configuration.
-_QSERVER_VARS = ("QSERVER_CONFIG", "QSERVER_ZMQ_CONTROL_ADDRESS_FOR_SERVER",
-                 "QSERVER_ZMQ_INFO_ADDRESS_FOR_SERVER", "QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER",
-                 "QSERVER_ZMQ_PRIVATE_KEY")
+_QSERVER_VARS = (
+    "QSERVER_CONFIG",
+    "QSERVER_ZMQ_CONTROL_ADDRESS_FOR_SERVER",
+    "QSERVER_ZMQ_INFO_ADDRESS_FOR_SERVER",
+    "QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER",
+    "QSERVER_ZMQ_PRIVATE_KEY",
+)
 
 
 def re_manager_log(cfg: dict) -> Path:
@@ -64,8 +68,10 @@ def startup_dir(cfg: dict) -> Path:
 
 def re_manager_pid(cfg: dict) -> int | None:
     """The pid of the RE Manager adscan started for ``cfg``, or None."""
-    return live_pid(pid_path(cfg, "re-manager"),
-                    ("start-re-manager", str(run_dir(cfg) / "qserver.yml")))
+    return live_pid(
+        pid_path(cfg, "re-manager"), ("start-re-manager", str(run_dir(cfg) / "qserver.yml"))
+    )
+
 
 # --------------------------------------------------------------------------- RE Manager
 
@@ -134,14 +140,20 @@ def zmq_private_key(cfg: dict) -> str | None:
             mode = path.stat().st_mode
             text = path.read_text()
         except OSError as exc:
-            raise ServiceError(f"queueserver.zmq_private_key_file: cannot read {path}: {exc}"
-                               ) from exc
+            raise ServiceError(
+                f"queueserver.zmq_private_key_file: cannot read {path}: {exc}"
+            ) from exc
         if mode & 0o077:
-            raise ServiceError(f"queueserver.zmq_private_key_file {path} is readable by others "
-                               f"(mode {mode & 0o777:o}): chmod 600 it")
+            raise ServiceError(
+                f"queueserver.zmq_private_key_file {path} is readable by others "
+                f"(mode {mode & 0o777:o}): chmod 600 it"
+            )
         # The key alone, or the line "Private key (RE Manager):   <key>" (z85 has ':' too).
-        words = [line.split()[-1] for line in text.splitlines()
-                 if line.split() and "public" not in line.lower()]
+        words = [
+            line.split()[-1]
+            for line in text.splitlines()
+            if line.split() and "public" not in line.lower()
+        ]
         key = next((w for w in words if len(w) == 40), None)
     else:
         key = os.environ.get("QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER") or None
@@ -152,8 +164,9 @@ def zmq_private_key(cfg: dict) -> str | None:
     try:
         validate_zmq_key(key)
     except Exception as exc:  # noqa: BLE001 - the queue server raises plain exceptions
-        raise ServiceError(f"invalid ZMQ private key ({'file ' + str(path) if path else 'env'})"
-                           ) from exc
+        raise ServiceError(
+            f"invalid ZMQ private key ({'file ' + str(path) if path else 'env'})"
+        ) from exc
     return key
 
 
@@ -266,8 +279,9 @@ def stop_orphans(cfg: dict, timeout: float = STOP_TIMEOUT) -> str:
     what = procfamily.describe(orphans)
     survivors = procfamily.stop(family, timeout)
     if survivors:
-        raise ServiceError(f"cannot stop RE Manager processes left by adscan: "
-                           f"{procfamily.describe(survivors)}")
+        raise ServiceError(
+            f"cannot stop RE Manager processes left by adscan: {procfamily.describe(survivors)}"
+        )
     return f"stopped orphans {what}"
 
 

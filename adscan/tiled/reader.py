@@ -30,8 +30,9 @@ from adscan.tiled import server
 def open_catalog(cfg: dict | None = None, *, api_key: str | None = None):
     """The Tiled catalog of adscan's runs (``CatalogOfBlueskyRuns``).
 
-    ``cfg``: an iconfig dictionary (default: :func:`adscan.core.config.load_iconfig`).  The server is
-    adscan's own (``tiled.port``) or ``catalog.tiled_uri``; ``api_key`` overrides the key file.
+    ``cfg``: an iconfig dictionary (default: :func:`adscan.core.config.load_iconfig`).  The
+    server is adscan's own (``tiled.port``) or ``catalog.tiled_uri``; ``api_key`` overrides the
+    key file.
     A wrong key raises ``tiled``'s ``ClientError`` (401) here; a server that does not answer,
     :class:`~adscan.tiled.server.TiledUnavailable`.
     """
