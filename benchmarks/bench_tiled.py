@@ -5,7 +5,8 @@ embedded Tiled server (``adscan.tiled.server.ensure``, SQLite + DuckDB).  One ru
 ``adscan_count(num=N, frames=3)`` (AcquireTime 0) is written by BOTH writers subscribed to the
 same RunEngine: the Tiled writer (``adscan.tiled.writer``) and the msgpack catalog writer
 (``adscan.callbacks.catalog_writer``); their time on the RunEngine thread per point is
-compared.  Then, over HTTP through the Tiled client, ``repeat`` interleaved times (medians reported):
+compared.  Then, over HTTP through the Tiled client, ``repeat`` interleaved times (medians
+reported):
 
 * the scalar table (``run.primary.read(variables=[stats, ...])``) plus one image slice,
 * the full 4-D ``simdet_image`` array, against h5py reading the same HDF5 file alone,

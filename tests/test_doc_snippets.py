@@ -101,7 +101,11 @@ def test_the_readme_grid_scan_line_is_python_literal():
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, beamline):
     directory = tmp_path_factory.mktemp("snippets")
-    cfg = load_iconfig(write_iconfig(directory, tag=TAG, ca_port=CA_PORTS[0]))
+
+    def default_backend(raw):  # the docs describe the shipped default: the Tiled data service
+        raw["catalog"]["backend"] = "tiled"
+
+    cfg = load_iconfig(write_iconfig(directory, tag=TAG, ca_port=CA_PORTS[0], edit=default_backend))
     old = os.environ.get("ADSCAN_ICONFIG")
     os.environ["ADSCAN_ICONFIG"] = cfg["_path"]
     try:
