@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(600)  # module set-up (private service, 4 runs) can take > 3 min
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FRAMES = 2
