@@ -36,6 +36,7 @@ os.environ["EPICS_CA_ADDR_LIST"] = " ".join(
     f"127.0.0.1:{p} 127.0.0.1:{epics_env.ad_ca_port(p)}" for p in helpers.CA_PORTS
 )
 os.environ["ADSCAN_TEST_CA_PORTS"] = ",".join(map(str, helpers.CA_PORTS))
+os.environ["ADSCAN_TEST_CA_PORTS_WORKER"] = helpers.WORKER
 
 ICONFIG = helpers.write_iconfig(helpers.SESSION_DIR / "config")
 os.environ["ADSCAN_ICONFIG"] = str(ICONFIG)

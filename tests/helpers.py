@@ -24,9 +24,13 @@ from adscan.ports import free_ports
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
 
+#: pytest-xdist worker id ("" without xdist): each worker is a session of its own, so ports
+#: inherited from the controller (or from another worker) are not this session's.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 CA_PORTS = (
     [int(p) for p in os.environ["ADSCAN_TEST_CA_PORTS"].split(",")]
     if os.environ.get("ADSCAN_TEST_CA_PORTS")
+    and os.environ.get("ADSCAN_TEST_CA_PORTS_WORKER", "") == WORKER
     else free_ports(4, udp=True)
 )
 TAG = f"t{os.getpid() % 100000}"
