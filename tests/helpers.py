@@ -144,6 +144,33 @@ def private_service(directory: Path, edit=None):
         services.down(cfg)
 
 
+def reset_service(cfg: dict, timeout: float = 60.0) -> None:
+    """Hand a shared RE Manager to the next module as a fresh one looks: idle, environment
+    open, queue and history empty.  Anything else (a module left it running, paused, without
+    environment, or dead) and it is restarted: one module's failure never leaks into the next."""
+    from adscan import services
+    from adscan.services import proxy
+
+    try:
+        assert services.redis_ping(cfg["queueserver"]["redis_addr"]), "Redis does not answer"
+        if proxy.enabled(cfg):
+            assert proxy.proxy_status(cfg).state == "up", "0MQ proxy down"
+        api = services.re_manager_api(cfg, timeout=10)
+        try:
+            st = api.status()
+            if st["manager_state"] != "idle" or not st["worker_environment_exists"]:
+                raise RuntimeError(f"shared RE Manager not idle with environment open: {st}")
+            api.queue_clear()
+            api.history_clear()
+            st = api.status()
+            assert st["items_in_queue"] == 0 and st["items_in_history"] == 0, st
+        finally:
+            api.close()
+    except Exception:  # noqa: BLE001 - any doubt: start it again
+        services.down(cfg)
+        services.up(cfg, ioc=False, env_timeout=timeout)
+
+
 def kill(pid: int, sig=signal.SIGKILL) -> None:
     """Signal ``pid`` and wait until it is gone."""
     from adscan import services
