@@ -10,7 +10,8 @@ Everything here runs before any test module imports pyepics, caproto or ophyd:
   PV prefixes, Redis and ZMQ ports are this session's own.
 
 Fixtures: ``iconfig`` and ``beamline`` (the session's IOC), ``service`` and ``rm`` (a private
-RE Manager per module on that IOC; a module may override ``service_edit``), ``stack`` (a
+RE Manager per module on that IOC, or one shared by SHARED_SERVICE_MODULES, reset for each; a
+module may override ``service_edit``), ``stack`` (a
 whole private stack per module, own IOC on ``CA_PORTS[STACK_CA_PORT]``).
 """
 
@@ -36,6 +37,7 @@ os.environ["EPICS_CA_ADDR_LIST"] = " ".join(
     f"127.0.0.1:{p} 127.0.0.1:{epics_env.ad_ca_port(p)}" for p in helpers.CA_PORTS
 )
 os.environ["ADSCAN_TEST_CA_PORTS"] = ",".join(map(str, helpers.CA_PORTS))
+os.environ["ADSCAN_TEST_CA_PORTS_WORKER"] = helpers.WORKER
 
 ICONFIG = helpers.write_iconfig(helpers.SESSION_DIR / "config")
 os.environ["ADSCAN_ICONFIG"] = str(ICONFIG)
@@ -79,10 +81,29 @@ def service_edit():
     return None
 
 
+#: Modules that only look at what their own plans changed (snapshots before/after, uids,
+#: relative history counts) share one RE Manager: each private start costs 10-15 s.  Modules
+#: that read the manager's log or memory, or change its settings, keep a private one.
+SHARED_SERVICE_MODULES = {"bad_input", "http", "live", "queue_monitor"}
+
+
+@pytest.fixture(scope="session")
+def shared_service(tmp_path_factory, beamline):
+    """The RE Manager the SHARED_SERVICE_MODULES use, one per session."""
+    with helpers.private_service(tmp_path_factory.mktemp("shared-service")) as cfg:
+        yield cfg
+
+
 @pytest.fixture(scope="module")
 def service(request, tmp_path_factory, beamline, service_edit):
     """A private RE Manager (own Redis, ZMQ ports, data dir) on the session's IOC, environment
-    open; its queue and history are the module's own."""
+    open; its queue and history are the module's own (a shared manager is handed over idle,
+    environment open, queue and history empty)."""
+    if service_edit is None and _module_name(request) in SHARED_SERVICE_MODULES:
+        cfg = request.getfixturevalue("shared_service")
+        helpers.reset_service(cfg)
+        yield cfg
+        return
     directory = tmp_path_factory.mktemp(_module_name(request))
     with helpers.private_service(directory, edit=service_edit) as cfg:
         yield cfg

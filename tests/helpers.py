@@ -24,9 +24,13 @@ from adscan.ports import free_ports
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
 
+#: pytest-xdist worker id ("" without xdist): each worker is a session of its own, so ports
+#: inherited from the controller (or from another worker) are not this session's.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 CA_PORTS = (
     [int(p) for p in os.environ["ADSCAN_TEST_CA_PORTS"].split(",")]
     if os.environ.get("ADSCAN_TEST_CA_PORTS")
+    and os.environ.get("ADSCAN_TEST_CA_PORTS_WORKER", "") == WORKER
     else free_ports(4, udp=True)
 )
 TAG = f"t{os.getpid() % 100000}"
@@ -138,6 +142,33 @@ def private_service(directory: Path, edit=None):
         yield cfg
     finally:
         services.down(cfg)
+
+
+def reset_service(cfg: dict, timeout: float = 60.0) -> None:
+    """Hand a shared RE Manager to the next module as a fresh one looks: idle, environment
+    open, queue and history empty.  Anything else (a module left it running, paused, without
+    environment, or dead) and it is restarted: one module's failure never leaks into the next."""
+    from adscan import services
+    from adscan.services import proxy
+
+    try:
+        assert services.redis_ping(cfg["queueserver"]["redis_addr"]), "Redis does not answer"
+        if proxy.enabled(cfg):
+            assert proxy.proxy_status(cfg).state == "up", "0MQ proxy down"
+        api = services.re_manager_api(cfg, timeout=10)
+        try:
+            st = api.status()
+            if st["manager_state"] != "idle" or not st["worker_environment_exists"]:
+                raise RuntimeError(f"shared RE Manager not idle with environment open: {st}")
+            api.queue_clear()
+            api.history_clear()
+            st = api.status()
+            assert st["items_in_queue"] == 0 and st["items_in_history"] == 0, st
+        finally:
+            api.close()
+    except Exception:  # noqa: BLE001 - any doubt: start it again
+        services.down(cfg)
+        services.up(cfg, ioc=False, env_timeout=timeout)
 
 
 def kill(pid: int, sig=signal.SIGKILL) -> None:

@@ -354,6 +354,8 @@ def test_redis_restart_while_running(stack):
     wait_for(lambda: api.status()["manager_state"] == "executing_queue", 20)
     time.sleep(1.0)
     restart_redis(cfg, signal.SIGKILL)
-    items = wait_idle(api, len(h0) + 2, timeout=30)  # the plans take about 5 s
+    # The plans take about 5 s: 20 s is ample for the fixed manager, and this strict xfail waits
+    # the whole bound every run while the bug is there.
+    items = wait_idle(api, len(h0) + 2, timeout=20)
     new = [i["item_uid"] for i in items[len(h0) :]]
     assert new == queued and queue_uids(api) == []

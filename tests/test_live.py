@@ -199,6 +199,11 @@ def live_runs(service, rm):
         if st["manager_state"] == "idle" and st["items_in_history"] >= n0 + 2:
             break
         time.sleep(0.2)
+    # Under load the watcher lags behind the proxy: let it print both stop documents (it would
+    # be cut off mid-run otherwise), then its final refresh.
+    deadline = time.monotonic() + 60
+    while "".join(watch_out.lines).count(": success, ") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
     time.sleep(1.5)  # last documents and the watcher's final refresh
     watch.terminate()
     out = watch_out.text()

@@ -15,12 +15,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -51,7 +53,7 @@ def tiled_cfg(iconfig: dict, directory: Path, **tiled) -> dict:
 
 
 @pytest.fixture(scope="module")
-def sqlite_cfg(iconfig, tmp_path_factory):
+def sqlite_cfg(iconfig, tmp_path_factory, _pg_starting):
     cfg = tiled_cfg(iconfig, tmp_path_factory.mktemp("tiled-sqlite"))
     infos = server.ensure(cfg)
     assert [i.name for i in infos] == ["tiled"] and infos[0].started
@@ -61,8 +63,23 @@ def sqlite_cfg(iconfig, tmp_path_factory):
         server.stop(cfg)
 
 
+def _wants_postgres(request) -> bool:
+    """Does any selected test of this module use the PostgreSQL server?"""
+    return any(
+        item.module is request.module
+        and ("pg_cfg" in item.fixturenames or "postgresql" in item.name)
+        for item in request.session.items
+    )
+
+
 @pytest.fixture(scope="module")
-def pg_cfg(iconfig, tmp_path_factory):
+def _pg_starting(iconfig, tmp_path_factory, request):
+    """The PostgreSQL cluster and its Tiled server, started in a thread from the module's
+    first fixture on (initdb and two server starts take ~30 s): they come up while the SQLite
+    server starts and the four plans run.  Yields (cfg, future of ``server.ensure``)."""
+    if not _wants_postgres(request):
+        yield None
+        return
     # Under root the cluster belongs to user postgres, who must reach its directory.
     base = Path(tempfile.mkdtemp(prefix="adscan-pg-"))
     os.chmod(base, 0o711)
@@ -73,13 +90,31 @@ def pg_cfg(iconfig, tmp_path_factory):
         postgres_port=free_port(),
         postgres_dir=str(base / "cluster"),
     )
-    infos = server.ensure(cfg)
-    assert [i.name for i in infos] == ["postgres", "tiled"]
+    pool = ThreadPoolExecutor(1, thread_name_prefix="pg-start")
+    future = pool.submit(server.ensure, cfg)
     try:
-        yield cfg
+        yield cfg, future
     finally:
-        server.stop(cfg)
+        try:
+            future.result(timeout=server.START_TIMEOUT + 120)  # never stop a half-started one
+            started = True
+        except Exception:  # noqa: BLE001 - reported by pg_cfg; still clean up what started
+            started = False
+        pool.shutdown()
+        if started:
+            server.stop(cfg)
+        else:
+            with contextlib.suppress(Exception):
+                server.stop(cfg)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pg_cfg(_pg_starting):
+    cfg, future = _pg_starting
+    infos = future.result(timeout=server.START_TIMEOUT + 120)  # its own errors surface here
+    assert [i.name for i in infos] == ["postgres", "tiled"]
+    return cfg
 
 
 @pytest.fixture(scope="module")
