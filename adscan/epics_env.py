@@ -59,7 +59,10 @@ def pva_port(ca_port: int) -> int:
 
 
 def apply_loopback(
-    env: dict[str, str] | None = None, ca_port: int | None = None, ad_port: int | None = None
+    env: dict[str, str] | None = None,
+    ca_port: int | None = None,
+    ad_port: int | None = None,
+    repeater_port: int | None = None,
 ) -> dict[str, str]:
     """Write the loopback settings into ``env`` (default ``os.environ``) and return it.
 
@@ -68,8 +71,9 @@ def apply_loopback(
     loopback address list then also names the AD IOC's port (``ad_port``, default
     :func:`ad_ca_port`), pvAccess searches go to :func:`pva_port`, and the CA repeater and
     the servers' beacons use :func:`repeater_port_for`: each beamline has its own repeater
-    (``adscan.ca_repeater``, loopback-bound), so no libca client ever finds the
-    port free and starts a repeater of its own on 0.0.0.0.
+    (``adscan.ca_repeater``, loopback-bound), so no libca client ever finds the port free
+    and starts a repeater of its own on 0.0.0.0.  ``repeater_port`` overrides it (the AD
+    IOC serves on P + 2 but belongs to the beamline of P: its repeater is P + 1).
     """
     env = os.environ if env is None else env
     kept = env.get("EPICS_CA_ADDR_LIST", "")
@@ -82,8 +86,9 @@ def apply_loopback(
     if ca_port is not None:
         env["EPICS_CA_SERVER_PORT"] = str(ca_port)
         env["EPICS_CAS_SERVER_PORT"] = str(ca_port)
-        env["EPICS_CA_REPEATER_PORT"] = str(repeater_port_for(ca_port))
-        env["EPICS_CAS_BEACON_PORT"] = str(repeater_port_for(ca_port))
+        rport = repeater_port or repeater_port_for(ca_port)
+        env["EPICS_CA_REPEATER_PORT"] = str(rport)
+        env["EPICS_CAS_BEACON_PORT"] = str(rport)
         words = env["EPICS_CA_ADDR_LIST"].split()
         extra = f"127.0.0.1:{ad_port or ad_ca_port(ca_port)}"
         if not site and extra not in words:

@@ -263,7 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     # Threads hand the GIL over every 5 ms by default: a plugin thread in a GIL-holding numpy
     # call then delays the acquisition thread's next frame by up to 5 ms.
     sys.setswitchinterval(0.0005)
-    env = epics_env.apply_loopback(ca_port=args.port)
+    # the beamline's repeater (the launcher's: motor port + 1), never our port + 1 (= PVA's)
+    inherited = os.environ.get("EPICS_CA_REPEATER_PORT")
+    rport = int(inherited) if inherited else None
+    if rport is None and args.port:
+        rport = epics_env.repeater_port_for(args.port - epics_env.AD_PORT_OFFSET)
+    env = epics_env.apply_loopback(ca_port=args.port, repeater_port=rport)
     if args.pva_port:
         env["EPICS_PVAS_BROADCAST_PORT"] = str(args.pva_port)
         env["EPICS_PVAS_SERVER_PORT"] = str(args.pva_port + 1)

@@ -1,4 +1,4 @@
-"""The loopback CA repeater (adscan/services/repeater.py): why no libca binds 0.0.0.0.
+"""The loopback CA repeater (adscan/ca_repeater.py): why no libca binds 0.0.0.0.
 
 libca's ``caStartRepeaterIfNotInstalled`` binds ``0.0.0.0:EPICS_CA_REPEATER_PORT`` to test
 for a repeater and, when that works, runs one itself (epicscorelibs' libca: a ``CAC-repeater``
@@ -8,7 +8,8 @@ thread in the client) on 0.0.0.0.  These tests show, on a private port block eac
 * a pyepics client (both libca builds: pyepics' own and epicscorelibs') starts a repeater
   of its own without ours (a 0.0.0.0 thread, or ``caRepeater`` from PATH), and not with it;
 * our repeater forwards a beacon broadcast to 127.255.255.255 to a registered client;
-* the IOC launcher's children (repeater, motor IOC, AD IOC) end when it is SIGKILLed.
+* the IOC launcher starts the repeater first, both of its IOCs beacon to it, and all its
+  children (repeater, motor IOC, AD IOC) end when it is SIGKILLed.
 """
 
 from __future__ import annotations
@@ -164,10 +165,25 @@ def test_launcher_children_end_when_it_is_killed(tmp_path):
         cols=16,
         velocity=20.0,
     )
+    import caproto
+
     proc = subprocess.Popen(
         argv, env=ioc_env(port), stdout=subprocess.PIPE, text=True, start_new_session=True
     )
+    rport = epics_env.repeater_port_for(port)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(0.1)
     try:
+        deadline = time.monotonic() + 30
+        while True:  # register with the launcher's repeater (its first child) early
+            client.sendto(bytes(caproto.RepeaterRegisterRequest("127.0.0.1")), ("127.0.0.1", rport))
+            try:
+                if struct.unpack(">H", client.recv(1024)[:2])[0] == 17:  # REPEATER_CONFIRM
+                    break
+            except (TimeoutError, ConnectionRefusedError):
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "no repeater"
         deadline = time.monotonic() + 90
         line = ""
         while not line.startswith("READY") and time.monotonic() < deadline:
@@ -178,8 +194,23 @@ def test_launcher_children_end_when_it_is_killed(tmp_path):
         roles = [" ".join(k.cmdline()) for k in kids]
         assert any("adscan.ca_repeater" in r for r in roles), roles
         rep = next(k for k in kids if "adscan.ca_repeater" in " ".join(k.cmdline()))
-        assert ("127.0.0.1", epics_env.repeater_port_for(port)) in _udp_binds(rep.pid)
+        assert ("127.0.0.1", rport) in _udp_binds(rep.pid)
+        # both servers (motors on P, the AD IOC's rsrv on P + 2) beacon to the beamline's
+        # repeater port, which forwards what reaches 127.255.255.255
+        servers: set[int] = set()
+        deadline = time.monotonic() + 20
+        while servers != {port, epics_env.ad_ca_port(port)} and time.monotonic() < deadline:
+            try:
+                data = client.recv(4096)
+            except TimeoutError:
+                continue
+            for off in range(0, len(data) - 15, 16):
+                command, _, _, server_port, _, _ = struct.unpack(">4H2I", data[off : off + 16])
+                if command == 13:  # RSRV_IS_UP
+                    servers.add(server_port)
+        assert servers == {port, epics_env.ad_ca_port(port)}, servers
     finally:
+        client.close()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     deadline = time.monotonic() + 15
