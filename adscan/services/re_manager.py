@@ -276,7 +276,12 @@ def ensure_ca_repeater(cfg: dict, env: dict[str, str]) -> int:
     Detached, in family ``repeater:<data_dir>`` (``adscan down`` stops it).  While the IOC
     launcher's repeater (simulated beamline) or a site ``caRepeater`` (real IOCs, port 5065)
     holds the port it stands by, and takes the port over if that one goes (IOC restart).
+    None (0) for a site whose IOCs are on other hosts (``ADSCAN_EPICS_CA_ADDR_LIST``): their
+    beacons reach the host's own address, which a loopback repeater never receives, so the
+    site's ``caRepeater`` (or libca's own) serves there.
     """
+    if not epics_env.is_loopback_list(env.get("EPICS_CA_ADDR_LIST", "")):
+        return 0
     try:
         return repeater.ensure_detached(
             epics_env.repeater_port(env),
