@@ -116,9 +116,12 @@ def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None):
     return preexec
 
 
-def spawn_child(ports: list[int], env: Mapping[str, str] | None = None) -> subprocess.Popen:
-    """A repeater child of this process (dies with it) for ``ports``; returns once it printed
-    READY-REPEATER (ports another process already holds are left to it)."""
+def spawn_child(
+    ports: list[int], env: Mapping[str, str] | None = None, wait: bool = True
+) -> subprocess.Popen:
+    """A repeater child of this process (dies with it) for ``ports``; with ``wait`` it returns
+    once the child printed READY-REPEATER (else call :func:`wait_ready`).  Ports another
+    process already holds are left to it (and taken over if it leaves)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "adscan.ca_repeater", "--parent-pid", str(os.getpid())]
         + [a for p in ports for a in ("--port", str(p))],
@@ -128,6 +131,11 @@ def spawn_child(ports: list[int], env: Mapping[str, str] | None = None) -> subpr
         env=dict(env) if env is not None else None,
         preexec_fn=die_with_parent(),
     )
+    return wait_ready(proc) if wait else proc
+
+
+def wait_ready(proc: subprocess.Popen) -> subprocess.Popen:
+    """Wait for a :func:`spawn_child` repeater's READY-REPEATER line (its ports are held)."""
     line = proc.stdout.readline()
     proc.stdout.close()
     if not line.startswith("READY-REPEATER"):

@@ -111,7 +111,9 @@ def launch(args, wait_until_answering, motor_fields) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     _wait_ports_free([port, ad_port, pva_port + 1], 20.0)
-    rep = repeater.spawn_child([epics_env.repeater_port()])  # first: before any libca loads
+    # first, and READY before the AD IOC (whose dbCa client loads libca) starts; the motor
+    # IOC (caproto, no libca) starts meanwhile
+    rep = repeater.spawn_child([epics_env.repeater_port()], wait=False)
     py = sys.executable
     motors = _spawn(
         [
@@ -136,6 +138,7 @@ def launch(args, wait_until_answering, motor_fields) -> int:
         ],
         death_signal=signal.SIGKILL,
     )
+    repeater.wait_ready(rep)
     names = [f"{args.prefix_motors}{n}" for n in motor_names(args)]
     env = dict(os.environ)  # the AD IOC finds the motors by their explicit port
     words = env.get("EPICS_CA_ADDR_LIST", "").split()

@@ -3,7 +3,7 @@
 The RE Manager configuration file is generated from the template ``startup/qserver.yml``
 with the addresses of ``iconfig.yml``; the manager binds 127.0.0.1 only and refuses to start
 without Redis (it would hang).  A loopback CA repeater holds the worker's repeater port before
-the worker's libca starts (:func:`ensure_ca_repeater`), else libca would run one on 0.0.0.0.
+the worker's libca starts (``ensure_ca_repeater``), else libca would run one on 0.0.0.0.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from adscan import ca_repeater as repeater
-from adscan import epics_env
 from adscan.core.config import PROFILE_DIR, STARTUP_DIR
 from adscan.services import procfamily
+from adscan.services.ioc import ensure_ca_repeater
 from adscan.services.processes import (
     STOP_TIMEOUT,
     ServiceError,
@@ -268,29 +267,6 @@ def ensure_re_manager(cfg: dict, timeout: float = RE_MANAGER_START_TIMEOUT) -> S
             f"RE Manager did not answer at {addr} within {timeout:.0f} s; see {log}:\n{tail(log)}"
         )
     return ServiceInfo("re-manager", "up", addr, proc.pid, str(log), started=True)
-
-
-def ensure_ca_repeater(cfg: dict, env: dict[str, str]) -> int:
-    """A loopback CA repeater for the worker's repeater port, started before the worker; pid.
-
-    Detached, in family ``repeater:<data_dir>`` (``adscan down`` stops it).  While the IOC
-    launcher's repeater (simulated beamline) or a site ``caRepeater`` (real IOCs, port 5065)
-    holds the port it stands by, and takes the port over if that one goes (IOC restart).
-    None (0) for a site whose IOCs are on other hosts (``ADSCAN_EPICS_CA_ADDR_LIST``): their
-    beacons reach the host's own address, which a loopback repeater never receives, so the
-    site's ``caRepeater`` (or libca's own) serves there.
-    """
-    if not epics_env.is_loopback_list(env.get("EPICS_CA_ADDR_LIST", "")):
-        return 0
-    try:
-        return repeater.ensure_detached(
-            epics_env.repeater_port(env),
-            logs_dir(cfg) / "ca-repeater.log",
-            env,
-            procfamily.marker(cfg, "repeater"),
-        )
-    except RuntimeError as ex:
-        raise ServiceError(str(ex)) from None
 
 
 def stop_orphans(cfg: dict, timeout: float = STOP_TIMEOUT) -> str:
