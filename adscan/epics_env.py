@@ -34,9 +34,11 @@ def is_loopback_list(addr_list: str) -> bool:
     return bool(hosts) and all(h == "localhost" or h.startswith("127.") for h in hosts)
 
 
-#: The simulated beamline's ports relative to the motor IOC's CA port P: the AD IOC's CA
-#: port (P + 2; P + 1 is CA's repeater port for P = 5064) and its pvAccess UDP port (P + 3,
-#: TCP P + 4).  ``adscan.ports.free_port(udp=True)`` reserves the whole block.
+#: The simulated beamline's ports relative to the motor IOC's CA port P: the CA repeater
+#: and beacon port (P + 1, as 5065 is for 5064), the AD IOC's CA port (P + 2) and its
+#: pvAccess UDP port (P + 3, TCP P + 4).  ``adscan.ports.free_port(udp=True)`` reserves the
+#: whole block.
+REPEATER_PORT_OFFSET = 1
 AD_PORT_OFFSET = 2
 PVA_PORT_OFFSET = 3
 
@@ -46,20 +48,32 @@ def ad_ca_port(ca_port: int) -> int:
     return ca_port + AD_PORT_OFFSET
 
 
+def repeater_port_for(ca_port: int) -> int:
+    """CA repeater (and server beacon) port of a beamline whose motors use ``ca_port``."""
+    return ca_port + REPEATER_PORT_OFFSET
+
+
 def pva_port(ca_port: int) -> int:
     """pvAccess UDP (search) port of the simulated area-detector IOC (TCP: the next port)."""
     return ca_port + PVA_PORT_OFFSET
 
 
 def apply_loopback(
-    env: dict[str, str] | None = None, ca_port: int | None = None, ad_port: int | None = None
+    env: dict[str, str] | None = None,
+    ca_port: int | None = None,
+    ad_port: int | None = None,
+    repeater_port: int | None = None,
 ) -> dict[str, str]:
     """Write the loopback settings into ``env`` (default ``os.environ``) and return it.
 
     ``ca_port`` sets the CA server (UDP search) port for clients and servers alike, so that
     several simulated beamlines on one machine never answer each other's searches; a
     loopback address list then also names the AD IOC's port (``ad_port``, default
-    :func:`ad_ca_port`) and pvAccess searches go to :func:`pva_port`.
+    :func:`ad_ca_port`), pvAccess searches go to :func:`pva_port`, and the CA repeater and
+    the servers' beacons use :func:`repeater_port_for`: each beamline has its own repeater
+    (``adscan.ca_repeater``, loopback-bound), so no libca client ever finds the port free
+    and starts a repeater of its own on 0.0.0.0.  ``repeater_port`` overrides it (the AD
+    IOC serves on P + 2 but belongs to the beamline of P: its repeater is P + 1).
     """
     env = os.environ if env is None else env
     kept = env.get("EPICS_CA_ADDR_LIST", "")
@@ -72,6 +86,9 @@ def apply_loopback(
     if ca_port is not None:
         env["EPICS_CA_SERVER_PORT"] = str(ca_port)
         env["EPICS_CAS_SERVER_PORT"] = str(ca_port)
+        rport = repeater_port or repeater_port_for(ca_port)
+        env["EPICS_CA_REPEATER_PORT"] = str(rport)
+        env["EPICS_CAS_BEACON_PORT"] = str(rport)
         words = env["EPICS_CA_ADDR_LIST"].split()
         extra = f"127.0.0.1:{ad_port or ad_ca_port(ca_port)}"
         if not site and extra not in words:
@@ -87,3 +104,9 @@ def ca_port(env: dict[str, str] | None = None) -> int:
     """The CA server port in force (5064 unless configured)."""
     env = os.environ if env is None else env
     return int(env.get("EPICS_CAS_SERVER_PORT") or env.get("EPICS_CA_SERVER_PORT") or 5064)
+
+
+def repeater_port(env: dict[str, str] | None = None) -> int:
+    """The CA repeater port in force (5065 unless configured)."""
+    env = os.environ if env is None else env
+    return int(env.get("EPICS_CA_REPEATER_PORT") or 5065)

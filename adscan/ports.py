@@ -23,7 +23,8 @@ def _ephemeral_low() -> int:
 
 
 #: A CA port (``udp=True``) reserves a block: the simulated beamline's motor IOC uses P, its
-#: AD IOC P + 2 and its pvAccess server P + 3 and P + 4 (adscan.epics_env).
+#: CA repeater (and beacons) P + 1, its AD IOC P + 2 and its pvAccess server P + 3 and P + 4
+#: (adscan.epics_env).
 CA_PORT_SPAN = 5
 
 

@@ -220,12 +220,14 @@ def load_database() -> None:
     data = text.getvalue().encode()
     r, w = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: write and leave
-        os.close(r)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(w, view) :]
-        os._exit(0)
+    if pid == 0:  # child: write and leave, whatever happens (never run on as a 2nd IOC)
+        try:
+            os.close(r)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(w, view) :]
+        finally:
+            os._exit(0)
     os.close(w)
     try:
         dbLoadDatabase(f"/dev/fd/{r}")
@@ -249,6 +251,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cols", type=int, default=1024)
     p.add_argument("--data-type", default="UInt8")
     p.add_argument("--motors", default="", help="motor record names the peak follows")
+    p.add_argument(
+        "--parent-pid", type=int, default=None, help="stop when this process (the launcher) ends"
+    )
     return p.parse_args(argv)
 
 
@@ -258,7 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     # Threads hand the GIL over every 5 ms by default: a plugin thread in a GIL-holding numpy
     # call then delays the acquisition thread's next frame by up to 5 ms.
     sys.setswitchinterval(0.0005)
-    env = epics_env.apply_loopback(ca_port=args.port)
+    # the beamline's repeater (the launcher's: motor port + 1), never our port + 1 (= PVA's)
+    inherited = os.environ.get("EPICS_CA_REPEATER_PORT")
+    rport = int(inherited) if inherited else None
+    if rport is None and args.port:
+        rport = epics_env.repeater_port_for(args.port - epics_env.AD_PORT_OFFSET)
+    env = epics_env.apply_loopback(ca_port=args.port, repeater_port=rport)
     if args.pva_port:
         env["EPICS_PVAS_BROADCAST_PORT"] = str(args.pva_port)
         env["EPICS_PVAS_SERVER_PORT"] = str(args.pva_port + 1)
@@ -300,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     while not stop.wait(0.5):
-        pass
+        if args.parent_pid and os.getppid() != args.parent_pid:
+            break  # the launcher is gone (its death signal can be missed): never an orphan
     # close files, but never linger: clients must see the circuits close promptly
     threading.Timer(8.0, os._exit, args=(0,)).start()
     ioc.shutdown()

@@ -4,19 +4,22 @@ softioc embeds one EPICS IOC per process, and the motor record is not a base rec
 so the motors stay on caproto (``iocs/motor.py``) in their own process on their own CA port
 - the layout of a production beamline (one IOC per device family).  The launcher:
 
-1. starts ``python -m adscan.iocs.server --role motors ...`` (CA port P) and
+1. starts a loopback CA repeater on the beamline's repeater port (P + 1,
+   ``adscan.ca_repeater``) before anything loads libca, so the AD IOC's dbCa client
+   (and every client of this beamline) finds the port held and never runs a repeater of its
+   own on 0.0.0.0; then ``python -m adscan.iocs.server --role motors ...`` (CA port P) and
    ``python -m adscan.iocs.ad_ioc ...`` (CA port ``--ad-port``, pvAccess ``--pva-port``);
 2. waits for each child's ``READY-...`` line, then connects a CA client to every PV of both
    (motor fields and every AD record of the table) and prints one ``READY ...`` line;
 3. on SIGTERM/SIGINT stops both children (the AD IOC closes its HDF5 files) and exits 0;
    if a child dies, stops the other and exits non-zero.  Children get SIGTERM if the
-   launcher itself dies (``PR_SET_PDEATHSIG``; the motor IOC SIGKILL: nothing to save).
+   launcher itself dies (``PR_SET_PDEATHSIG``; the motor IOC SIGKILL: nothing to save); a
+   child whose launcher died before that was set ends at once, and the AD IOC and the
+   repeater also end when their parent pid changes (``--parent-pid``), so none outlives it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -25,15 +28,8 @@ import sys
 import threading
 import time
 
+from adscan import ca_repeater as repeater
 from adscan import epics_env
-
-
-def _die_with_parent(sig: int):
-    def preexec() -> None:
-        with contextlib.suppress(OSError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
-
-    return preexec
 
 
 def _spawn(
@@ -44,7 +40,7 @@ def _spawn(
         stdout=subprocess.PIPE,
         stderr=None,
         text=True,
-        preexec_fn=_die_with_parent(death_signal),
+        preexec_fn=repeater.die_with_parent(death_signal),
         env=env,
     )
 
@@ -115,6 +111,9 @@ def launch(args, wait_until_answering, motor_fields) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     _wait_ports_free([port, ad_port, pva_port + 1], 20.0)
+    # first, and READY before the AD IOC (whose dbCa client loads libca) starts; the motor
+    # IOC (caproto, no libca) starts meanwhile
+    rep = repeater.spawn_child([epics_env.repeater_port()], wait=False)
     py = sys.executable
     motors = _spawn(
         [
@@ -139,6 +138,7 @@ def launch(args, wait_until_answering, motor_fields) -> int:
         ],
         death_signal=signal.SIGKILL,
     )
+    repeater.wait_ready(rep)
     names = [f"{args.prefix_motors}{n}" for n in motor_names(args)]
     env = dict(os.environ)  # the AD IOC finds the motors by their explicit port
     words = env.get("EPICS_CA_ADDR_LIST", "").split()
@@ -165,6 +165,8 @@ def launch(args, wait_until_answering, motor_fields) -> int:
             args.data_type,
             "--motors",
             " ".join(names),
+            "--parent-pid",
+            str(os.getpid()),
         ],
         env,
     )
@@ -179,7 +181,7 @@ def launch(args, wait_until_answering, motor_fields) -> int:
         seconds = wait_until_answering(check, args.ready_timeout)
     except Exception as ex:  # noqa: BLE001 - reported, then exit non-zero
         print(f"adscan ioc: IOCs did not become ready: {ex}", file=sys.stderr, flush=True)
-        _stop(procs)
+        _stop([*procs, rep])
         return 1
     print(
         f"READY adscan-ioc pvs={len(check)} motors={args.prefix_motors}m1..m{len(names)} "
@@ -191,7 +193,8 @@ def launch(args, wait_until_answering, motor_fields) -> int:
     while not stop.wait(0.2):
         if any(p.poll() is not None for p in procs):
             print("adscan ioc: a child IOC exited; stopping", file=sys.stderr, flush=True)
-            _stop(procs)
+            _stop([*procs, rep])
             return 1
     codes = _stop(procs)
+    _stop([rep])
     return 0 if all(c == 0 for c in codes) else 1

@@ -6,6 +6,8 @@ Everything here runs before any test module imports pyepics, caproto or ophyd:
   (``EPICS_CA_ADDR_LIST=127.0.0.1:P0 127.0.0.1:P1 ...``), so tests may run several IOC
   processes at once, each on its own port with its own PV prefix, and concurrent test
   sessions on one machine never answer each other.
+- A loopback CA repeater (``adscan.ca_repeater``, a child of pytest) holds the
+  session's repeater ports, so no libca of the session starts one on 0.0.0.0.
 - ``ADSCAN_ICONFIG`` points at a copy of startup/iconfig.yml whose data directory,
   PV prefixes, Redis and ZMQ ports are this session's own.
 
@@ -39,9 +41,22 @@ os.environ["EPICS_CA_ADDR_LIST"] = " ".join(
 os.environ["ADSCAN_TEST_CA_PORTS"] = ",".join(map(str, helpers.CA_PORTS))
 os.environ["ADSCAN_TEST_CA_PORTS_WORKER"] = helpers.WORKER
 
+from adscan import ca_repeater as repeater  # noqa: E402
+
+# The session's CA repeater ports (P + 1 of each beamline) are held on loopback before any
+# libca loads here or in a child, else libca runs a repeater of its own on 0.0.0.0.
+REPEATER_PORTS = [epics_env.repeater_port_for(p) for p in helpers.CA_PORTS]
+SESSION_REPEATER = repeater.spawn_child(REPEATER_PORTS)
+
 ICONFIG = helpers.write_iconfig(helpers.SESSION_DIR / "config")
 os.environ["ADSCAN_ICONFIG"] = str(ICONFIG)
 os.environ.pop("ADSCAN_DATA_DIR", None)
+
+
+def pytest_unconfigure(config):
+    SESSION_REPEATER.terminate()
+    with contextlib.suppress(Exception):
+        SESSION_REPEATER.wait(5)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -297,6 +297,9 @@ def test_re_manager_environment_covers_every_variable_adscan_reads(compose):
         "EPICS_PVA_BROADCAST_PORT",
         "EPICS_PVAS_BROADCAST_PORT",
         "EPICS_PVAS_SERVER_PORT",
+        # the CA repeater and beacon port (CA port + 1: 5065 for 5064), same source
+        "EPICS_CA_REPEATER_PORT",
+        "EPICS_CAS_BEACON_PORT",
         "ADSCAN_ICONFIG_SOURCE",  # set by the entrypoint itself
         "ADSCAN_PROCESS_FAMILY",  # set by adscan for its children
     }

@@ -9,6 +9,7 @@ tests/test_http.py.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import subprocess
@@ -345,6 +346,7 @@ def test_services_bind_loopback_only(service, beamline):
     only in a non-root process of the RE Manager that loads libca, at most two sockets, never
     on a configured service port.
     """
+    from adscan import epics_env
     from adscan.services import parse_redis_addr, zmq_host_port
 
     qs = service["queueserver"]
@@ -353,6 +355,7 @@ def test_services_bind_loopback_only(service, beamline):
         parse_redis_addr(qs["redis_addr"])[1],
         zmq_host_port(qs["zmq_control_addr"])[1],
         zmq_host_port(qs["zmq_info_addr"])[1],
+        *(epics_env.repeater_port_for(p) for p in CA_PORTS),
         5064,
         5065,
         5075,
@@ -373,8 +376,6 @@ def test_services_bind_loopback_only(service, beamline):
     # client's search socket, pvxs' beacon sender: at most 3) and pvxs' pvAccess search
     # listener, which binds INADDR_ANY on the PVA UDP port although
     # EPICS_PVAS_INTF_ADDR_LIST=127.0.0.1 (its TCP server listens on 127.0.0.1 only).
-    from adscan import epics_env
-
     ad_pids = {
         p.pid
         for p in psutil.Process(beamline.pid).children(recursive=True)
@@ -384,7 +385,7 @@ def test_services_bind_loopback_only(service, beamline):
     wide, ca_client, ad_send, ad_pva = [], [], [], []
     for name, found in sockets.items():
         for b in found:
-            if b["ip"] in ("127.0.0.1", "::1"):
+            if ipaddress.ip_address(b["ip"]).is_loopback:
                 continue
             if (
                 name == "re-manager"
@@ -402,3 +403,64 @@ def test_services_bind_loopback_only(service, beamline):
     assert len(ca_client) <= 2, ca_client
     assert all(b["port"] not in service_ports for b in ad_send) and len(ad_send) <= 3, ad_send
     assert len(ad_pva) <= 1, ad_pva
+
+
+def _udp_holders(port: int) -> list[dict]:
+    """Every UDP socket of any process on this host bound to ``port`` (psutil, all pids)."""
+    out = []
+    for c in psutil.net_connections(kind="udp"):
+        if c.laddr and c.laddr.port == port:
+            try:
+                cmd = " ".join(psutil.Process(c.pid).cmdline()) if c.pid else "?"
+            except psutil.Error:
+                cmd = "?"
+            out.append({"pid": c.pid, "ip": c.laddr.ip, "cmd": cmd})
+    return out
+
+
+def _session_processes(service) -> list[psutil.Process]:
+    """This test session's processes: pytest's descendants and the service's families
+    (detached ones whose parent is gone included)."""
+    from adscan.services import procfamily
+
+    procs = {p.pid: p for p in psutil.Process(os.getpid()).children(recursive=True)}
+    for role in ("re-manager", "repeater"):
+        procs.update({p.pid: p for p in procfamily.members(procfamily.marker(service, role))})
+    return list(procs.values())
+
+
+def test_ca_repeater_port_is_held_on_loopback_by_ours(service, beamline):
+    """The CA repeater port of every beamline of this session is held on 127.0.0.1 by our
+    repeater (adscan/ca_repeater.py, started before any libca), and no process on this
+    host binds it on another address.  Had libca found the port free, it would have run a
+    repeater of its own on 0.0.0.0 (what a fresh CI machine showed on 5065).  The RE
+    Manager and its worker use this session's port, not 5065, and no process of the session
+    binds 5065 (or any repeater port) beyond loopback."""
+    from adscan import epics_env
+
+    session = epics_env.repeater_port_for(CA_PORTS[0])
+    assert epics_env.repeater_port() == session
+    worker_env = services.child_env(service)
+    assert epics_env.repeater_port(worker_env) == session
+    assert worker_env["EPICS_CAS_BEACON_PORT"] == str(session)
+    for port in (epics_env.repeater_port_for(p) for p in CA_PORTS):
+        holders = _udp_holders(port)
+        wide = [h for h in holders if not ipaddress.ip_address(h["ip"]).is_loopback]
+        assert not wide, f"repeater port {port} bound beyond loopback: {wide}"
+        ours = [h for h in holders if h["ip"] == "127.0.0.1" and "adscan.ca_repeater" in h["cmd"]]
+        assert ours, f"repeater port {port} not held by our loopback repeater: {holders}"
+    # every process of the session, whatever its repeater port: 5065 and the repeater ports
+    # never on a wildcard or host address
+    ports = {5065, *(epics_env.repeater_port_for(p) for p in CA_PORTS)}
+    procs = _session_processes(service)
+    assert len(procs) >= 4, procs  # the IOC launcher's children, Redis, the RE Manager family
+    bad = []
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="udp")
+        except psutil.Error:
+            continue
+        for c in conns:
+            if c.laddr.port in ports and not ipaddress.ip_address(c.laddr.ip).is_loopback:
+                bad.append((proc.pid, " ".join(proc.cmdline()[:4]), c.laddr))
+    assert not bad, f"session processes binding a CA repeater port beyond loopback: {bad}"

@@ -256,10 +256,12 @@ def test_no_ioc_socket_binds_a_non_loopback_address(ioc):
 
     launcher = psutil.Process(ioc["proc"].pid)
     children = launcher.children()
-    assert len(children) == 2
+    roles = sorted(next(w for w in c.cmdline() if w.startswith("adscan.")) for c in children)
+    assert roles == ["adscan.ca_repeater", "adscan.iocs.ad_ioc", "adscan.iocs.server"], roles
     port = ioc["port"]
     server_ports = {
         port,
+        epics_env.repeater_port_for(port),
         epics_env.ad_ca_port(port),
         epics_env.pva_port(port),
         epics_env.pva_port(port) + 1,

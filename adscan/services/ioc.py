@@ -17,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from adscan import ca_repeater as repeater
 from adscan import epics_env
+from adscan.services import procfamily
 from adscan.services.processes import (
     ServiceError,
     ServiceInfo,
@@ -221,6 +223,31 @@ def ioc_address(cfg: dict) -> str:
     )
 
 
+def ensure_ca_repeater(cfg: dict, env: dict[str, str]) -> int:
+    """A loopback CA repeater for the repeater port of ``env``, before the simulated IOC and
+    the RE Worker start (their libca would otherwise run one on 0.0.0.0); its pid.
+
+    Detached, one per data directory (family ``repeater:<data_dir>``; ``adscan down`` stops
+    it), so it outlives IOC restarts and the CA clients registered with it keep getting
+    beacons.  While another holds the port (a site ``caRepeater`` on 5065 with real IOCs, a
+    test session's) it stands by, and takes the port over if that one goes.
+    None (0) for a site whose IOCs are on other hosts (``ADSCAN_EPICS_CA_ADDR_LIST``): their
+    beacons reach the host's own address, which a loopback repeater never receives, so the
+    site's ``caRepeater`` (or libca's own) serves there.
+    """
+    if not epics_env.is_loopback_list(env.get("EPICS_CA_ADDR_LIST", "")):
+        return 0
+    try:
+        return repeater.ensure_detached(
+            epics_env.repeater_port(env),
+            logs_dir(cfg) / "ca-repeater.log",
+            env,
+            procfamily.marker(cfg, "repeater"),
+        )
+    except RuntimeError as ex:
+        raise ServiceError(str(ex)) from None
+
+
 def ensure_ioc(cfg: dict, timeout: float = IOC_START_TIMEOUT) -> ServiceInfo:
     """Start the simulated IOC (``ioc.simulate``) or check that the real IOC PVs answer."""
     ioc = cfg["ioc"]
@@ -243,10 +270,12 @@ def ensure_ioc(cfg: dict, timeout: float = IOC_START_TIMEOUT) -> ServiceInfo:
     if pid:  # ours, still starting or stuck: restart it
         stop_pid(pid)
         pid_file.unlink(missing_ok=True)
+    env = child_env(cfg, PYTHONUNBUFFERED="1")
+    ensure_ca_repeater(cfg, env)  # the launcher's own repeater then stands by
     started = start_ioc(
         ioc_argv_for(cfg),
         log,
-        env=child_env(cfg, PYTHONUNBUFFERED="1"),
+        env=env,
         pid_file=pid_file,
         timeout=timeout,
     )

@@ -2,7 +2,8 @@
 
 The RE Manager configuration file is generated from the template ``startup/qserver.yml``
 with the addresses of ``iconfig.yml``; the manager binds 127.0.0.1 only and refuses to start
-without Redis (it would hang).
+without Redis (it would hang).  A loopback CA repeater holds the worker's repeater port before
+the worker's libca starts (``ensure_ca_repeater``), else libca would run one on 0.0.0.0.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import yaml
 
 from adscan.core.config import PROFILE_DIR, STARTUP_DIR
 from adscan.services import procfamily
+from adscan.services.ioc import ensure_ca_repeater
 from adscan.services.processes import (
     STOP_TIMEOUT,
     ServiceError,
@@ -237,6 +239,7 @@ def ensure_re_manager(cfg: dict, timeout: float = RE_MANAGER_START_TIMEOUT) -> S
             raise ServiceError(f"port {port} ({key}) is in use by something that is not answering")
     conf_path = write_qserver_config(cfg)
     env = child_env(cfg)  # the worker gets the loopback CA settings and port
+    ensure_ca_repeater(cfg, env)
     if cfg.get("_path"):
         env["ADSCAN_ICONFIG"] = str(cfg["_path"])  # the worker loads this same configuration
     for var in _QSERVER_VARS:

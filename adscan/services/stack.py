@@ -199,6 +199,11 @@ def down(cfg: dict, timeout: float = STOP_TIMEOUT) -> list[ServiceInfo]:
         if survivors:
             info.state = "running"
             info.detail += f"; STILL RUNNING: {procfamily.describe(survivors)}"
+    # the CA repeater ensure_re_manager started for the worker (none with the simulated IOC)
+    survivors = procfamily.stop(procfamily.marker(cfg, "repeater"), timeout)
+    if survivors:
+        out[-1].state = "running"
+        out[-1].detail += f"; CA repeater STILL RUNNING: {procfamily.describe(survivors)}"
     pid_file.unlink(missing_ok=True)
 
     if tiled_enabled(cfg) or _tiled().server_pid(_tiled().settings(cfg)):
