@@ -53,13 +53,28 @@ os.environ["ADSCAN_ICONFIG"] = str(ICONFIG)
 os.environ.pop("ADSCAN_DATA_DIR", None)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
+    """Stop the session's repeater, then leave without the interpreter's exit handlers.
+
+    Seen here: after the summary, ophyd's atexit clean-up joined its dispatcher thread while
+    that thread, collecting garbage, sat forever in a pyzmq ``Context.__del__`` -> ``term()``
+    (a client context whose socket was still open), so pytest never exited and CI would be
+    killed.  Every fixture has been torn down and the summary printed by now; the exit status
+    is pytest's own.
+    """
     SESSION_REPEATER.terminate()
     with contextlib.suppress(Exception):
         SESSION_REPEATER.wait(5)
+    status = getattr(config, "_adscan_exitstatus", None)
+    if status is not None and not os.environ.get("ADSCAN_TEST_NORMAL_EXIT"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(status))
 
 
 def pytest_sessionfinish(session, exitstatus):
+    session.config._adscan_exitstatus = exitstatus
     if exitstatus == 0 and not os.environ.get("ADSCAN_KEEP_TEST_DATA"):
         shutil.rmtree(helpers.SESSION_DIR, ignore_errors=True)
 
