@@ -620,3 +620,44 @@ def test_verify_multi_file_run_through_tiled(sqlite_cfg):
     report = verify_data(sqlite_cfg, read_run(reader.open_catalog(sqlite_cfg)[data.uid]))
     assert not report.check("frame sum = total").ok
     assert "first point 4" in report.check("frame sum = total").detail
+
+
+def test_dual_write_tiled_and_mongomock_both_read_back_as_4d(sqlite_cfg, devices):
+    """``catalog.backend: tiled`` plus ``catalog.mongo_uri``: the profile's writers
+    (``startup.make_writers``) put one run into Tiled AND into MongoDB (suitcase-mongo, here
+    on mongomock: no mongod runs here); both readers give the same (points, frames, rows, cols)
+    pixels, equal to the HDF5 file."""
+    import uuid
+
+    mongomock = pytest.importorskip("mongomock")
+    from bluesky import RunEngine
+
+    from adscan import plans as ap
+    from adscan.core import startup
+    from adscan.data.catalog import open_catalog as open_databroker
+
+    uri = f"mongodb://localhost:27017/adscan_dual_{uuid.uuid4().hex[:8]}"
+    cfg = copy.deepcopy(sqlite_cfg)
+    cfg["catalog"].update(backend="tiled", mongo_uri=uri)
+    points = 2
+    with mongomock.patch(servers=(("localhost", 27017),)):
+        RE = RunEngine({"scan_id": 950}, context_managers=[])
+        writers = startup.make_writers(cfg, RE, console=False)
+        startup.init_streams(cfg, RE, devices)
+        (uid,) = RE(ap.adscan_count(num=points, frames=FRAMES))
+        assert writers.catalog.notes == [] and writers.spec.errors == 0
+
+        from_tiled = reader.open_catalog(cfg)[uid]
+        images_tiled = from_tiled.primary.read()[IMAGE].values
+        mongo_read_cfg = copy.deepcopy(cfg)
+        mongo_read_cfg["catalog"]["backend"] = "msgpack"  # read side: MongoDB by URI
+        from_mongo = open_databroker(mongo_read_cfg)[uid]
+        assert from_mongo.metadata["stop"]["exit_status"] == "success"
+        images_mongo = from_mongo.primary.read()[IMAGE].values
+    assert from_tiled.metadata["stop"]["exit_status"] == "success"
+    assert images_tiled.shape == images_mongo.shape == (points, FRAMES, *images_tiled.shape[2:])
+    np.testing.assert_array_equal(images_tiled, images_mongo)
+    (path,) = reader.image_files(from_tiled)
+    with h5py.File(path, "r", locking=False) as f:
+        alone = f[DATASET][: points * FRAMES]
+    np.testing.assert_array_equal(images_tiled.reshape(alone.shape), alone)
