@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from adscan.tiled._proc import ServiceError, ServiceInfo, port_open, tail
+from adscan.services.processes import ServiceError, ServiceInfo, port_open, tail
 
 DATABASES = ("catalog", "tabular")
 START_TIMEOUT = 60.0

@@ -142,6 +142,9 @@ def read_run_data(run):
     presented as one ``AD_HDF5``-like resource per HDF5 file and one datum per point
     (``point_number`` p: frames ``p*fpp .. p*fpp+fpp-1`` of that file), as the writer received
     them.  (``run.documents()`` needs a serializer plain ``tiled serve catalog`` lacks.)
+    A run over several files (one resource each, e.g. after a restage) is served by Tiled as
+    their frames concatenated in order; each file's frame count (its HDF5 header) tells which
+    points it holds.
     """
     import numpy as np
 
@@ -169,30 +172,62 @@ def read_run_data(run):
             data.columns[key] = np.asarray(ds[key].values, dtype=float)
     points = len(next(iter(data.columns.values()))) if data.columns else 0
     data.seq_nums = list(range(1, points + 1))
+    by_key: dict[str, list] = {}  # key -> [frames per point, files, points they hold]
     for entry in assets(run):
         if entry["stream"] != "primary" or entry["mimetype"] != "application/x-hdf5":
             continue
-        key = entry["data_key"]
         shape = entry["shape"]
         fpp = int(shape[1]) if len(shape) == 4 else 1
-        ids: list[str] = []
-        if len(entry["paths"]) == 1:
-            path = entry["paths"][0]
-            res_uid = f"tiled:{key}:{path}"
-            data.resources[res_uid] = {
-                "uid": res_uid,
-                "spec": "AD_HDF5",
-                "root": "/",
-                "resource_path": str(path).lstrip("/"),
-                "resource_kwargs": {"frame_per_point": fpp},
-            }
-            for p in range(int(shape[0]) if shape else 0):
-                datum_id = f"{res_uid}/{p}"
-                data.datums[datum_id] = {
-                    "datum_id": datum_id,
-                    "resource": res_uid,
-                    "datum_kwargs": {"point_number": p},
-                }
-                ids.append(datum_id)
-        data.datum_ids[key] = ids  # several files per key: not resolved (verify says so)
+        found = by_key.setdefault(entry["data_key"], [fpp, [], 0])
+        found[1].extend(p for p in entry["paths"] if p not in found[1])
+        found[2] += int(shape[0]) if shape else 0
+    for key, (fpp, paths, held) in by_key.items():
+        data.datum_ids[key] = _datums_over_files(data, key, paths, fpp, held)
     return data
+
+
+def _frame_count(path: Path) -> int | None:
+    import h5py
+    import hdf5plugin  # noqa: F401 - LZ4 filter
+
+    from adscan.data.runs import IMAGE_DATASET
+
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return int(f[IMAGE_DATASET].shape[0])
+    except (OSError, KeyError):
+        return None
+
+
+def _datums_over_files(data, key: str, paths: list[Path], fpp: int, points: int) -> list[str]:
+    """One ``AD_HDF5``-like resource per file, one datum per point, in the files' order.
+
+    A single file holds every point.  Several: file *i* holds ``frames // fpp`` points; a file
+    that cannot be opened ends the mapping there (``verify`` reports the points left).
+    """
+    ids: list[str] = []
+    for i, path in enumerate(paths):
+        if len(paths) == 1:
+            count = points
+        else:
+            frames = _frame_count(path)
+            if frames is None:
+                break
+            count = frames // fpp if i < len(paths) - 1 else points - len(ids)
+        res_uid = f"tiled:{key}:{path}"
+        data.resources[res_uid] = {
+            "uid": res_uid,
+            "spec": "AD_HDF5",
+            "root": "/",
+            "resource_path": str(path).lstrip("/"),
+            "resource_kwargs": {"frame_per_point": fpp},
+        }
+        for local in range(max(0, min(count, points - len(ids)))):
+            datum_id = f"{res_uid}/{local}"
+            data.datums[datum_id] = {
+                "datum_id": datum_id,
+                "resource": res_uid,
+                "datum_kwargs": {"point_number": local},
+            }
+            ids.append(datum_id)
+    return ids

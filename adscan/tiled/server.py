@@ -28,8 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adscan.tiled import postgres
-from adscan.tiled._proc import (
+from adscan.services.processes import (
     ServiceError,
     ServiceInfo,
     check_loopback,
@@ -42,6 +41,7 @@ from adscan.tiled._proc import (
     tail,
     wait_until,
 )
+from adscan.tiled import postgres
 
 DEFAULT_PORT = 60680
 DEFAULT_POSTGRES_PORT = 60632
