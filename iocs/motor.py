@@ -272,52 +272,22 @@ class MotorRecord(MotorMotion, MotorState, PVGroup):
 
     @motor.fields.user_high_limit.putter
     async def _hlm_put(fields, instance, value):
-        rec = fields.parent.group
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError("HLM must be finite")
-        if rec._sign > 0:
-            rec._dhlm = value - rec._off
-        else:
-            rec._dllm = rec._off - value
-        await rec._post_limits()
-        await flush()
+        await fields.parent.group.set_limit("HLM", value)
         raise SkipWrite()
 
     @motor.fields.user_low_limit.putter
     async def _llm_put(fields, instance, value):
-        rec = fields.parent.group
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError("LLM must be finite")
-        if rec._sign > 0:
-            rec._dllm = value - rec._off
-        else:
-            rec._dhlm = rec._off - value
-        await rec._post_limits()
-        await flush()
+        await fields.parent.group.set_limit("LLM", value)
         raise SkipWrite()
 
     @motor.fields.dial_high_limit.putter
     async def _dhlm_put(fields, instance, value):
-        rec = fields.parent.group
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError("DHLM must be finite")
-        rec._dhlm = value
-        await rec._post_limits()
-        await flush()
+        await fields.parent.group.set_limit("DHLM", value)
         raise SkipWrite()
 
     @motor.fields.dial_low_limit.putter
     async def _dllm_put(fields, instance, value):
-        rec = fields.parent.group
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError("DLLM must be finite")
-        rec._dllm = value
-        await rec._post_limits()
-        await flush()
+        await fields.parent.group.set_limit("DLLM", value)
         raise SkipWrite()
 
     @motor.fields.velocity.putter

@@ -309,6 +309,24 @@ class MotorState:
         ):
             await self._post(ch, val)
 
+    async def set_limit(self, field: str, value) -> None:
+        """A put to HLM, LLM, DHLM or DLLM: a user limit sets the dial limit it maps to
+        (HLM is DLLM with DIR=Neg); everything is re-posted, then the monitors leave."""
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{field} must be finite")
+        if field in ("HLM", "LLM"):
+            high = (field == "HLM") == (self._sign > 0)  # which dial limit it is
+            dial = self._sign * (value - self._off)
+            field = "DHLM" if high else "DLLM"
+            value = dial
+        if field == "DHLM":
+            self._dhlm = value
+        else:
+            self._dllm = value
+        await self._post_limits()
+        await flush()
+
     async def _set_dmov(self, value: int) -> None:
         await self._post(self.fields.done_moving_to_value, value)
 
