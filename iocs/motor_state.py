@@ -289,13 +289,22 @@ class MotorState:
         await self._post_limit_fields()
 
     async def _post_ctrl_limits(self) -> None:
-        """VAL's ctrl limits: before HLM/LLM, on whose monitors ophyd re-reads them."""
+        """VAL's ctrl limits: before HLM/LLM, on whose monitors ophyd re-reads them.
+
+        Written without publishing: caproto's server sends a DBE_PROPERTY event to every
+        subscriber whatever its mask, so pyepics/caproto clients would get a VAL value monitor
+        that ophyd hands the ctrl limits it cached before, undoing its re-read on HLM/LLM.
+        """
         hlm, llm = self._user_limits()
         await self.motor.write_metadata(
-            upper_ctrl_limit=hlm, lower_ctrl_limit=llm, upper_disp_limit=hlm, lower_disp_limit=llm
+            publish=False,
+            upper_ctrl_limit=hlm,
+            lower_ctrl_limit=llm,
+            upper_disp_limit=hlm,
+            lower_disp_limit=llm,
         )
         await self.fields.user_readback_value.write_metadata(
-            upper_disp_limit=hlm, lower_disp_limit=llm
+            publish=False, upper_disp_limit=hlm, lower_disp_limit=llm
         )
 
     async def _post_limit_fields(self) -> None:
