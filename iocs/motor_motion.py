@@ -22,6 +22,14 @@ from .motor_state import SET_LOAD_SECONDS, flush
 logger = logging.getLogger("adscan.iocs.motor")
 
 
+def _as_float(value) -> float:
+    """A put's value as a float; what is not a number becomes NaN (refused as a target)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 class MotorMotion:
     """Mixin of :class:`adscan.iocs.motor.MotorRecord`: commands and the motion loop."""
 
@@ -64,10 +72,7 @@ class MotorMotion:
     async def move_user(self, value: float, *, wait: bool = True) -> None:
         """Process a VAL write (as a CA put to ``.VAL`` does)."""
         f = self.fields
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            value = math.nan
+        value = _as_float(value)
         if f.set_use_switch.value == "Set":
             await self._calibrate_user(value)
             return
@@ -80,10 +85,7 @@ class MotorMotion:
     async def move_dial(self, dial: float, *, wait: bool = True) -> None:
         """Process a DVAL write."""
         f = self.fields
-        try:
-            dial = float(dial)
-        except (TypeError, ValueError):
-            dial = math.nan
+        dial = _as_float(dial)
         if f.set_use_switch.value == "Set":
             if not math.isfinite(dial):
                 await self._refuse()
