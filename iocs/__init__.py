@@ -2,7 +2,6 @@
 
 ``adscan ioc`` / ``python -m adscan.iocs`` starts a motor IOC and an area-detector IOC as two
 processes on their own loopback CA ports (:mod:`adscan.iocs.launcher`); see docs/simulator.md.
-``--ad-impl caproto`` runs the previous all-caproto simulator (:mod:`adscan.iocs.simdet`).
 """
 
 if __name__ != "adscan.iocs":  # iocs/ is mapped to adscan.iocs (pyproject.toml)

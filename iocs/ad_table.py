@@ -4,7 +4,7 @@ Written by hand from ADCore's ``ADApp/Db/*.template`` files (ADBase, NDArrayBase
 NDPluginBase, NDFile, NDFileHDF5, NDStats, NDROI, NDStdArrays, NDPva) and ADSimDetector's
 ``simDetector.template``.  Only the records that ophyd's ``*_V34`` classes and
 apstools' ``SimDetectorCam_V34`` instantiate are listed (1,061 PVs for the how-to's detector);
-:func:`spec_for` returns the expanded per-PV specification used by ``iocs/ad_records.py``.
+:func:`spec_for` returns the expanded per-PV specification used by ``iocs/records.py``.
 
 Line format (one line per record base name; ``#`` starts a comment)::
 

@@ -10,14 +10,14 @@
 all on 127.0.0.1 only (``adscan.epics_env`` makes clients search both CA ports), and prints
 one ``READY ...`` line on stdout once every PV of both answers a Channel Access client.
 SIGTERM or SIGINT stops both children (the AD IOC closes open HDF5 files first).
-``--ad-impl caproto`` runs the previous all-caproto simulator in one process instead.
+The previous all-caproto AD simulator (``--ad-impl caproto``) is gone: its figures beside the
+softioc AD are kept in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -101,13 +101,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="pvAccess UDP port of Pva1 (default: port + 3; TCP: this + 1)",
     )
     p.add_argument(
-        "--ad-impl",
-        choices=("softioc", "caproto"),
-        default="softioc",
-        help="softioc: AD IOC on the EPICS IOC core (default); caproto: the "
-        "previous simulator, motors and detector in one caproto process",
-    )
-    p.add_argument(
         "--role", choices=("launcher", "motors"), default="launcher", help=argparse.SUPPRESS
     )
     p.add_argument(
@@ -127,49 +120,20 @@ def motor_names(args: argparse.Namespace) -> list[str]:
     return [f"m{i + 1}" for i in range(args.motor_count)]
 
 
-def build(args: argparse.Namespace, detector: bool = True):
-    """Create the motor records and (caproto AD) the detector; return (motors, detector, pvdb)."""
+def build(args: argparse.Namespace):
+    """Create the motor records (and gp bits); return (motors, pvdb)."""
     from adscan.iocs.gp_extras import make_bits
     from adscan.iocs.motor import make_motors
 
-    names = motor_names(args)
     try:
-        motors = make_motors(args.prefix_motors, names=names, velocity=args.velocity)
+        motors = make_motors(args.prefix_motors, names=motor_names(args), velocity=args.velocity)
     except ValueError as ex:
         raise SystemExit(f"adscan ioc: {ex}") from None
     extras = [make_bits(args.prefix_motors, args.bits)] if args.bits > 0 else []
-    if not detector:
-        pvdb: dict = {}
-        for group in (*motors, *extras):
-            pvdb.update(group.pvdb)
-        return motors, None, pvdb
-    from adscan.iocs.simdet import SimDetectorIOC
-
-    def positions() -> dict[str, float]:
-        return {name: m.position for name, m in zip(names, motors, strict=True)}
-
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    detector = SimDetectorIOC(
-        args.prefix_ad,
-        data_dir=args.data_dir,
-        frame_shape=(args.rows, args.cols),
-        data_type=args.data_type,
-        positions=positions,
-    )
     pvdb: dict = {}
-    for group in (*motors, *extras, detector):
-        overlap = pvdb.keys() & group.pvdb.keys()
-        if overlap:
-            raise SystemExit(f"adscan ioc: duplicate PV names {sorted(overlap)[:5]}")
+    for group in (*motors, *extras):
         pvdb.update(group.pvdb)
-    return motors, detector, pvdb
-
-
-def check_names(pvdb: dict, motor_prefixes: list[str]) -> list[str]:
-    """Every served name plus the motor fields clients rely on."""
-    names = list(pvdb)
-    names += [f"{p}{field}" for p in motor_prefixes for field in MOTOR_FIELDS]
-    return names
+    return motors, pvdb
 
 
 def wait_until_answering(names: list[str], timeout: float) -> float:
@@ -189,16 +153,16 @@ def wait_until_answering(names: list[str], timeout: float) -> float:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    """The motor IOC, the launcher's ``--role motors`` child (the launcher checks its PVs)."""
     from caproto.asyncio.server import Context
 
-    motors_only = args.role == "motors"
     if "CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC" not in os.environ:
         # caproto batches monitors for 10 ms by default: every DMOV change would reach
-        # clients 10 ms late (iocs/simdet.py, which set this before, is not imported here)
+        # clients 10 ms late
         import caproto.server.common as caproto_server_common
 
         caproto_server_common.HIGH_LOAD_TIMEOUT = 0.001
-    motors, detector, pvdb = build(args, detector=not motors_only)
+    motors, pvdb = build(args)
     ctx = Context(pvdb, interfaces=["127.0.0.1"])
     server = asyncio.create_task(ctx.run(log_pv_names=False))
 
@@ -206,55 +170,15 @@ async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if motors_only:  # the launcher checks that the PVs answer
-        await asyncio.sleep(0.05)
-        print(
-            f"READY-MOTORS names={','.join(m.prefix for m in motors)} pvs={len(pvdb)}", flush=True
-        )
-        await asyncio.wait(
-            {asyncio.create_task(stop.wait()), server}, return_when=asyncio.FIRST_COMPLETED
-        )
-        # nothing to save: leave at once, so clients see the circuits close (a cancelled
-        # server could keep its sockets open and clients would wait for CA's 30 s timeout)
-        sys.stdout.flush()
-        os._exit(0)
-
-    names = check_names(pvdb, [m.prefix for m in motors])
-    t_start = time.monotonic()
-    checker = loop.run_in_executor(None, wait_until_answering, names, args.ready_timeout)
-    waiter = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({checker, waiter, server}, return_when=asyncio.FIRST_COMPLETED)
-    if checker in done:
-        try:
-            seconds = checker.result()
-        except Exception as ex:  # noqa: BLE001 - reported, then exit non-zero
-            print(
-                f"adscan ioc: PVs did not answer within {args.ready_timeout} s: {ex}",
-                file=sys.stderr,
-                flush=True,
-            )
-            stop.set()
-            await _shutdown(server, detector)
-            return 1
-        print(
-            f"READY adscan-ioc pvs={len(pvdb)} motors={','.join(m.prefix for m in motors)} "
-            f"detector={args.prefix_ad} port={ctx.port} data_dir={args.data_dir} "
-            f"startup_s={time.monotonic() - t_start:.2f} check_s={seconds:.2f}",
-            flush=True,
-        )
-        await asyncio.wait({waiter, server}, return_when=asyncio.FIRST_COMPLETED)
-    await _shutdown(server, detector)
-    return 0
-
-
-async def _shutdown(server: asyncio.Task, detector) -> None:
-    try:
-        if detector is not None:
-            await detector.shutdown()
-    finally:
-        server.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await server
+    await asyncio.sleep(0.05)
+    print(f"READY-MOTORS names={','.join(m.prefix for m in motors)} pvs={len(pvdb)}", flush=True)
+    await asyncio.wait(
+        {asyncio.create_task(stop.wait()), server}, return_when=asyncio.FIRST_COMPLETED
+    )
+    # nothing to save: leave at once, so clients see the circuits close (a cancelled
+    # server could keep its sockets open and clients would wait for CA's 30 s timeout)
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    if args.ad_impl == "softioc" and args.role == "launcher":
+    if args.role == "launcher":
         from adscan.iocs.launcher import launch
 
         return launch(args, wait_until_answering, MOTOR_FIELDS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adscan.iocs import ad_table
-from adscan.iocs.simdet import c_format
+from adscan.iocs.h5file import format_name
 
 
 @pytest.mark.parametrize(
@@ -21,7 +21,7 @@ from adscan.iocs.simdet import c_format
     ],
 )
 def test_file_template_formats_like_adcore(template, expected):
-    assert c_format(template, ("/d/", "img", 7)) == expected
+    assert format_name(template, "/d/", "img", 7) == expected
 
 
 def spec(group: str, name: str) -> ad_table.PVSpec:

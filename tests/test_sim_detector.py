@@ -1,4 +1,4 @@
-"""The simulated ADSimDetector v3.4 IOC (iocs/simdet.py) against real ophyd, over CA on loopback.
+"""The simulated ADSimDetector v3.4 IOC (softioc, iocs/ad_ioc.py) against real ophyd, over CA.
 
 One IOC process (``python -m adscan.iocs``: motors + detector) for the module, on its own CA
 port with its own PV prefixes and data directory.  The how-to's detector class is used

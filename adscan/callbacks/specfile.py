@@ -35,10 +35,8 @@ changes for adscan:
   ``errors``, never raised into the RunEngine: the SPEC file is a by-product, the catalog is
   the record.
 
-Use::
-
-    specwriter = make_spec_writer(cfg, RE)
-    RE.subscribe(specwriter)          # or RE.subscribe(specwriter.receiver)
+Use: ``RE.subscribe(make_spec_writer(cfg, RE))``.  The line formatting is in
+:mod:`adscan.callbacks.specformat`.
 """
 
 from __future__ import annotations
@@ -46,13 +44,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 import event_model
-import numpy as np
 from apstools.callbacks.spec_file_writer import (
     PRIMARY_STREAM_NAME,
     SPEC_TIME_FORMAT,
@@ -60,22 +56,15 @@ from apstools.callbacks.spec_file_writer import (
 )
 from apstools.utils.misc import render
 
+from adscan.callbacks.specformat import (
+    NUMERIC_DTYPES,
+    RESOURCE_KEY_ORDER,
+    rebuild_plan_command,
+    scalar,
+)
 from adscan.callbacks.textsafe import one_label, one_line
-from adscan.core.schema import ADSCAN_COMMAND
 
 logger = logging.getLogger(__name__)
-
-RESOURCE_KEY_ORDER = (
-    "spec",
-    "root",
-    "resource_path",
-    "resource_kwargs",
-    "path_semantics",
-    "uid",
-    "run_start",
-)
-_NAME_IN_REPR = re.compile(r"^[A-Za-z_][\w.]*\(.*?\bname='([^']*)'", re.DOTALL)
-_NUMERIC_DTYPES = ("number", "integer", "boolean")
 
 
 def scan_numbers_in_file(path: str | Path) -> list[int]:
@@ -94,41 +83,6 @@ def scan_numbers_in_file(path: str | Path) -> list[int]:
                     except ValueError:
                         continue
     return numbers
-
-
-def _plain(value: Any) -> Any:
-    """Device reprs -> names, numpy -> Python, recursively (for the ``#S`` command)."""
-    if isinstance(value, str):
-        m = _NAME_IN_REPR.match(value)
-        return m.group(1) if m else value
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def rebuild_plan_command(doc: dict) -> str:
-    """The plan as the user called it: ``adscan_command`` metadata when an adscan plan ran,
-    else ``scan(detectors=['simdet'], num=5, args=['m1', -1, 1])`` from plan_name/plan_args."""
-    if doc.get(ADSCAN_COMMAND):
-        return str(doc[ADSCAN_COMMAND])
-    parts = []
-    for key, value in (doc.get("plan_args") or {}).items():
-        if key == "detectors" and doc.get("detectors"):
-            value = list(doc["detectors"])
-        if value is None or value == "None":
-            continue
-        parts.append(f"{key}={_plain(value)!r}")
-    return f"{doc.get('plan_name', 'unknown_plan')}({', '.join(parts)})"
-
-
-def _one_line(text: str, limit: int) -> str:
-    return one_line(text, limit)
 
 
 class AdscanSpecWriter(SpecWriterCallback2):
@@ -242,7 +196,7 @@ class AdscanSpecWriter(SpecWriterCallback2):
         self._string_labels = []
         self.scan_number = self.next_scan_number(doc.get("scan_id"))
         self.last_scan_number = self.scan_number
-        command = _one_line(rebuild_plan_command(doc), self.max_line_length - 20)
+        command = one_line(rebuild_plan_command(doc), self.max_line_length - 20)
         self.scan_command = f"{self.scan_number}  {command}"
 
     def descriptor(self, doc):
@@ -258,7 +212,7 @@ class AdscanSpecWriter(SpecWriterCallback2):
         for key, dk in data_keys.items():
             if dk.get("external") or len(dk.get("shape") or []) > 0:
                 continue
-            if dk.get("dtype") in _NUMERIC_DTYPES:
+            if dk.get("dtype") in NUMERIC_DTYPES:
                 columns.append(key)
             elif dk.get("dtype") == "string":
                 strings.append(key)
@@ -311,7 +265,7 @@ class AdscanSpecWriter(SpecWriterCallback2):
             return
         ordered = {k: doc[k] for k in RESOURCE_KEY_ORDER if k in doc}
         ordered.update({k: v for k, v in doc.items() if k not in ordered})
-        line = _one_line(self._cmt(f"resource {ordered!r}"), self.max_line_length)
+        line = one_line(self._cmt(f"resource {ordered!r}"), self.max_line_length)
         if self._header_written:
             self._write_lines_([line], mode="a")
         else:
@@ -363,9 +317,9 @@ class AdscanSpecWriter(SpecWriterCallback2):
         if not values:
             lines.append("#P0 ")
         for r in range(0, len(values), 8):
-            lines.append(f"#P{r // 8} " + " ".join(render(_scalar(v)) for v in values[r : r + 8]))
+            lines.append(f"#P{r // 8} " + " ".join(render(scalar(v)) for v in values[r : r + 8]))
         for k, v in self.metadata.items():
-            lines.append(_one_line(f"#MD {k} = {v}", self.max_line_length))
+            lines.append(one_line(f"#MD {k} = {v}", self.max_line_length))
         lines.append(f"#N {len(self.data_labels)}")
         if self.data_labels:
             lines.append("#L " + "  ".join(one_label(label) for label in self.data_labels))
@@ -385,7 +339,7 @@ class AdscanSpecWriter(SpecWriterCallback2):
                 value = doc["time"] - self.start_time
                 row.append(str(round(value)) if label == "Epoch" else render(value))
                 continue
-            value = _scalar(data.get(label))
+            value = scalar(data.get(label))
             if isinstance(value, bool):
                 value = int(value)
             row.append(render(value) if isinstance(value, (int, float)) else "nan")
@@ -394,7 +348,7 @@ class AdscanSpecWriter(SpecWriterCallback2):
             value = data.get(label)
             if label in data and value != self._string_values.get(label):
                 self._string_values[label] = value
-                lines.append(_one_line(f"#U {label} = {value}", self.max_line_length))
+                lines.append(one_line(f"#U {label} = {value}", self.max_line_length))
         self._write_lines_(lines, mode="a")
 
     def write_scan_end(self, doc):
@@ -402,7 +356,7 @@ class AdscanSpecWriter(SpecWriterCallback2):
         for k, v in (doc.get("num_events") or {}).items():
             lines.append(self._cmt(f"num_events_{k} = {v}"))
         if doc.get("reason"):
-            lines.append(_one_line(self._cmt(f"reason = {doc['reason']}"), self.max_line_length))
+            lines.append(one_line(self._cmt(f"reason = {doc['reason']}"), self.max_line_length))
         lines.append(self._cmt(f"exit_status = {doc.get('exit_status', 'not available')}"))
         self._write_lines_(lines, mode="a")
 
@@ -425,14 +379,6 @@ class AdscanSpecWriter(SpecWriterCallback2):
         text = "\n".join(one_line(line, self.max_line_length) for line in lines) + "\n"
         with open(self.file_name, "a", encoding="utf-8") as f:
             f.write(text)
-
-
-def _scalar(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray) and value.size == 1:
-        return value.item()
-    return value
 
 
 def spec_file_path(cfg: dict) -> Path:
