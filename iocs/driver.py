@@ -85,7 +85,10 @@ class Camera:
         self.g = group
         group.on_put = self.on_put
         self.shape = shape
-        self.synth = FrameSynth(shape, data_type)
+        self.data_type = data_type
+        #: FrameSynth per DataType, most recent last (a pool is 4 frames: keep a few)
+        self._synths: dict[str, FrameSynth] = {data_type: FrameSynth(shape, data_type)}
+        self._synth_lock = threading.Lock()
         self.acquiring = False
         self.abort = threading.Event()
         self.thread: threading.Thread | None = None
@@ -108,14 +111,29 @@ class Camera:
                 return g.get("DataType_RBV")
             if self.acquiring:
                 return g.get("DataType_RBV")
-            if value != self.synth.dtype_name:
-                self.synth = FrameSynth(self.shape, value)
+            # the readback follows at once, as ADCore's writeInt32 sets it; a new type's
+            # frame pool is built in the background (the next frame waits for it if needed)
+            self.data_type = value
+            if value not in self._synths:
+                threading.Thread(
+                    target=self.synth, args=(value,), name="synth", daemon=True
+                ).start()
             self.update_geometry()
         elif name in ("SizeX", "SizeY", "MinX", "MinY"):
             g.set(name + "_RBV", int(value))
             self.update_geometry()
             return KEEP_RBV
         return value
+
+    def synth(self, data_type: str | None = None) -> FrameSynth:
+        """The frame synthesiser of ``data_type`` (default: the current DataType)."""
+        name = data_type or self.data_type
+        with self._synth_lock:
+            s = self._synths.pop(name, None) or FrameSynth(self.shape, name)
+            self._synths[name] = s
+            while len(self._synths) > 3:
+                del self._synths[next(iter(self._synths))]
+            return s
 
     def geometry(self):
         ny, nx = self.shape
@@ -131,10 +149,12 @@ class Camera:
         x0, y0, sx, sy = self.geometry()
         self.g.set("ArraySizeX_RBV", sx, only_changed=True)
         self.g.set("ArraySizeY_RBV", sy, only_changed=True)
-        self.g.set("ArraySize_RBV", sx * sy * self.synth.dtype.itemsize, only_changed=True)
+        self.g.set(
+            "ArraySize_RBV", sx * sy * np.dtype(DTYPES[self.data_type]).itemsize, only_changed=True
+        )
 
     def frame_data(self) -> np.ndarray:
-        data = self.synth.frame(self.ioc.motors.positions())
+        data = self.synth().frame(self.ioc.motors.positions())
         x0, y0, sx, sy = self.geometry()
         ny, nx = self.shape
         if (x0, y0, sx, sy) != (0, 0, nx, ny):
