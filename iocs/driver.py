@@ -84,6 +84,9 @@ class Camera:
         self.ioc = ioc
         self.g = group
         group.on_put = self.on_put
+        group.active = frozenset(
+            {"Acquire", "ArrayCounter", "DataType", "SizeX", "SizeY", "MinX", "MinY"}
+        )
         self.shape = shape
         self.data_type = data_type
         #: FrameSynth per DataType, most recent last (a pool is 4 frames: keep a few)

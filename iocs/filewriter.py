@@ -41,6 +41,7 @@ class FilePlugin(Plugin):
     """NDPluginFile: one array -> one file (TIFF/JPEG); subclasses keep files open."""
 
     extension_writer = None  # callable(path, data) writing one array, or None (modelled)
+    ACTIVE_PUTS = Plugin.ACTIVE_PUTS | {"FilePath", "Capture", "WriteFile", "ReadFile"}
 
     def __init__(self, *args, **kwargs):
         self.lock = threading.RLock()

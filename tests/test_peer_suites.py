@@ -99,6 +99,8 @@ SUITES = {
 }
 SUITE_TIMEOUT = 900.0
 IOC_TIMEOUT = 120.0
+#: at most this long a chain waits for the previous one's collection (see _run_chain)
+COLLECT_WAIT = 60.0
 PASSING = {"passed", "xfailed", "xpassed"}
 
 
@@ -207,24 +209,39 @@ def _crash_report(out: str) -> str:
     return out[i : i + 3000] if i >= 0 else out[-3000:]
 
 
-def _run_chain(suites: list[str], port: int, works: dict[str, Path], deadline: float, results):
-    """Run ``suites`` one after the other against one IOC (called in a thread per IOC)."""
-    sys.path.insert(0, str(PLUGIN_DIR))
+def _started(work: Path, suite: str) -> bool:
+    """True once the suite's first test started (its collection, the costly part, is over)."""
+    path = work / f"{suite}.jsonl"
+    return path.exists() and '"started"' in path.read_text()
+
+
+def _run_chain(suites, port, works, deadline, results, after, collected) -> None:
+    """Run ``suites`` one after the other against one IOC (called in a thread per IOC).
+
+    Collection imports the libraries and connects the suites' module-level devices: the
+    chains collect one at a time (``after``: the previous chain's ``collected``), so that
+    on a loaded 2-core machine no connection waits behind three imports at once.
+    """
     from conftest_plugin import read_results
 
-    for suite in suites:
+    for i, suite in enumerate(suites):
         work = works[suite]
         cmd, extra = _pytest_cmd(suite, work)
+        if i == 0 and after is not None:
+            after.wait(COLLECT_WAIT)
         t0 = time.monotonic()
         with open(work / "pytest.out", "w") as out:
             proc = subprocess.Popen(
                 cmd, env=dict(_env(port), **extra), cwd=work, stdout=out, stderr=subprocess.STDOUT
             )
-            try:
-                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            while proc.poll() is None and time.monotonic() < deadline:
+                if not collected.is_set() and _started(work, suite):
+                    collected.set()
+                time.sleep(0.5)
+            collected.set()
+            if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+            proc.wait()
         text = (work / "pytest.out").read_text(errors="replace")
         results[suite] = {
             "rc": proc.returncode,
@@ -254,9 +271,13 @@ def peer_results(tmp_path_factory) -> dict[str, dict]:
         for name, proc in iocs.items():
             _wait_ready(proc, name, root)
         deadline = time.monotonic() + SUITE_TIMEOUT
+        sys.path.insert(0, str(PLUGIN_DIR))
+        collected = {n: threading.Event() for n in IOCS}
+        after = dict(zip(IOCS, [None, *collected.values()], strict=False))
         threads = [
             threading.Thread(
-                target=_run_chain, args=(chains[n], ports[n], works, deadline, results)
+                target=_run_chain,
+                args=(chains[n], ports[n], works, deadline, results, after[n], collected[n]),
             )
             for n in IOCS
         ]
@@ -305,7 +326,7 @@ def _print_summary(results: dict[str, dict]) -> None:
 def test_peer_suite(peer_results, suite):
     import fnmatch
 
-    from conftest_plugin import load_lists  # tests/peer on sys.path (see _run_chain)
+    from conftest_plugin import load_lists  # tests/peer on sys.path (see peer_results)
 
     res = peer_results[suite]
     tests = res["tests"]
