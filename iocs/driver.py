@@ -84,9 +84,7 @@ class Camera:
         self.ioc = ioc
         self.g = group
         group.on_put = self.on_put
-        group.active = frozenset(
-            {"Acquire", "ArrayCounter", "DataType", "SizeX", "SizeY", "MinX", "MinY"}
-        )
+        group.active = frozenset({"Acquire", "ArrayCounter", "SizeX", "SizeY", "MinX", "MinY"})
         self.shape = shape
         self.data_type = data_type
         #: FrameSynth per DataType, most recent last (a pool is 4 frames: keep a few)
@@ -110,12 +108,9 @@ class Camera:
         elif name == "ArrayCounter":
             self.counter = int(value)
         elif name == "DataType":
-            if value not in DTYPES:
-                return g.get("DataType_RBV")
-            if self.acquiring:
-                return g.get("DataType_RBV")
-            # the readback follows at once, as ADCore's writeInt32 sets it; a new type's
-            # frame pool is built in the background (the next frame waits for it if needed)
+            # as ADSimDetector: the readback follows within the write (records.Group's
+            # early readback), the next frame has the new type, even mid-acquisition; a
+            # new type's frame pool is built in the background (that frame waits for it)
             self.data_type = value
             if value not in self._synths:
                 threading.Thread(

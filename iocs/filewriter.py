@@ -306,8 +306,8 @@ class HDF5Plugin(FilePlugin):
     def stream(self, arr: NDArr) -> None:
         if self.writer is None and not self.open_file(arr):
             raise OSError("no file open")
-        if self.writer.shape != arr.data.shape:
-            raise ValueError("array dimensions changed during capture")
+        if self.writer.shape != arr.data.shape or self.writer.dtype != arr.data.dtype:
+            raise ValueError("array dimensions or data type changed during capture")
         self.write_frame(arr)
 
     def write_arrays(self, frames: list[NDArr]) -> None:
