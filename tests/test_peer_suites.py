@@ -302,10 +302,6 @@ def peer_results(tmp_path_factory) -> dict[str, dict]:
                 proc.kill()
 
 
-def _layer(key: str, suite: str) -> str:
-    return SUITES[suite].layer
-
-
 def _print_summary(results: dict[str, dict]) -> None:
     lines = ["", "peer suites (outcome counts per suite and module):"]
     for suite, res in results.items():
