@@ -84,8 +84,12 @@ class Camera:
         self.ioc = ioc
         self.g = group
         group.on_put = self.on_put
+        group.active = frozenset({"Acquire", "ArrayCounter", "SizeX", "SizeY", "MinX", "MinY"})
         self.shape = shape
-        self.synth = FrameSynth(shape, data_type)
+        self.data_type = data_type
+        #: FrameSynth per DataType, most recent last (a pool is 4 frames: keep a few)
+        self._synths: dict[str, FrameSynth] = {data_type: FrameSynth(shape, data_type)}
+        self._synth_lock = threading.Lock()
         self.acquiring = False
         self.abort = threading.Event()
         self.thread: threading.Thread | None = None
@@ -104,18 +108,30 @@ class Camera:
         elif name == "ArrayCounter":
             self.counter = int(value)
         elif name == "DataType":
-            if value not in DTYPES:
-                return g.get("DataType_RBV")
-            if self.acquiring:
-                return g.get("DataType_RBV")
-            if value != self.synth.dtype_name:
-                self.synth = FrameSynth(self.shape, value)
+            # as ADSimDetector: the readback follows within the write (records.Group's
+            # early readback), the next frame has the new type, even mid-acquisition; a
+            # new type's frame pool is built in the background (that frame waits for it)
+            self.data_type = value
+            if value not in self._synths:
+                threading.Thread(
+                    target=self.synth, args=(value,), name="synth", daemon=True
+                ).start()
             self.update_geometry()
         elif name in ("SizeX", "SizeY", "MinX", "MinY"):
             g.set(name + "_RBV", int(value))
             self.update_geometry()
             return KEEP_RBV
         return value
+
+    def synth(self, data_type: str | None = None) -> FrameSynth:
+        """The frame synthesiser of ``data_type`` (default: the current DataType)."""
+        name = data_type or self.data_type
+        with self._synth_lock:
+            s = self._synths.pop(name, None) or FrameSynth(self.shape, name)
+            self._synths[name] = s
+            while len(self._synths) > 3:
+                del self._synths[next(iter(self._synths))]
+            return s
 
     def geometry(self):
         ny, nx = self.shape
@@ -131,10 +147,12 @@ class Camera:
         x0, y0, sx, sy = self.geometry()
         self.g.set("ArraySizeX_RBV", sx, only_changed=True)
         self.g.set("ArraySizeY_RBV", sy, only_changed=True)
-        self.g.set("ArraySize_RBV", sx * sy * self.synth.dtype.itemsize, only_changed=True)
+        self.g.set(
+            "ArraySize_RBV", sx * sy * np.dtype(DTYPES[self.data_type]).itemsize, only_changed=True
+        )
 
     def frame_data(self) -> np.ndarray:
-        data = self.synth.frame(self.ioc.motors.positions())
+        data = self.synth().frame(self.ioc.motors.positions())
         x0, y0, sx, sy = self.geometry()
         ny, nx = self.shape
         if (x0, y0, sx, sy) != (0, 0, nx, ny):

@@ -4,7 +4,8 @@ Shared NDFile behaviour (ADCore ``NDPluginFile``):
 
 * FilePath: ADCore ``checkPath`` after every write (one trailing ``/`` kept in
   FilePath_RBV, FilePathExists_RBV from ``stat`` of the path without it, so ``/`` is *No*;
-  an empty FilePath changes nothing); CreateDirectory as ADCore (see ``h5file``).
+  an empty FilePath is stored as is and leaves FilePathExists_RBV unchanged);
+  CreateDirectory as ADCore (see ``h5file``).
 * Names: ``FullFileName_RBV = epicsSnprintf(FileTemplate, FilePath, FileName, FileNumber)``;
   FileNumber incremented after each file when AutoIncrement=Yes, before Capture_RBV
   reports capturing (ophyd names the file ``FileNumber_RBV - 1``).
@@ -40,6 +41,7 @@ class FilePlugin(Plugin):
     """NDPluginFile: one array -> one file (TIFF/JPEG); subclasses keep files open."""
 
     extension_writer = None  # callable(path, data) writing one array, or None (modelled)
+    ACTIVE_PUTS = Plugin.ACTIVE_PUTS | {"FilePath", "Capture", "WriteFile", "ReadFile"}
 
     def __init__(self, *args, **kwargs):
         self.lock = threading.RLock()
@@ -60,7 +62,7 @@ class FilePlugin(Plugin):
         g = self.g
         if name == "FilePath":
             self.check_path(value)
-            return KEEP_RBV  # FilePath_RBV set (or, for an empty path, kept) by check_path
+            return KEEP_RBV  # FilePath_RBV set by check_path
         if name == "FileNumber":
             return value
         if name == "Capture":
@@ -82,7 +84,10 @@ class FilePlugin(Plugin):
 
     def check_path(self, path: str) -> bool | None:
         if not path:
-            return None  # ADCore leaves FilePath_RBV and FilePathExists unchanged
+            # writeOctet stored the empty string (FilePath_RBV is the same parameter);
+            # checkPath returns early: FilePathExists unchanged
+            self.g.set("FilePath_RBV", "")
+            return None
         depth = int(self.g.get("CreateDirectory"))
         if depth:
             h5file.create_directories(path, depth)
@@ -301,8 +306,8 @@ class HDF5Plugin(FilePlugin):
     def stream(self, arr: NDArr) -> None:
         if self.writer is None and not self.open_file(arr):
             raise OSError("no file open")
-        if self.writer.shape != arr.data.shape:
-            raise ValueError("array dimensions changed during capture")
+        if self.writer.shape != arr.data.shape or self.writer.dtype != arr.data.dtype:
+            raise ValueError("array dimensions or data type changed during capture")
         self.write_frame(arr)
 
     def write_arrays(self, frames: list[NDArr]) -> None:

@@ -33,12 +33,16 @@ logger = logging.getLogger("adscan.iocs.plugins")
 class Plugin:
     """Common NDPluginDriver behaviour (see the module docstring)."""
 
+    #: the output records :meth:`on_put` acts on (the others are plain parameters)
+    ACTIVE_PUTS = frozenset({"ArrayCounter", "DroppedArrays"})
+
     def __init__(self, ioc, group: Group, plugin_type: str, port: str):
         self.ioc = ioc
         self.g = group
         self.plugin_type = plugin_type
         self.port = port
         group.on_put = self.on_put
+        group.active = self.ACTIVE_PUTS
         self.cv = threading.Condition()
         self.q: collections.deque[NDArr] = collections.deque()
         self.pending = 0

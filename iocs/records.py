@@ -92,6 +92,9 @@ class Group:
         self.specs = {s.name: s for s in spec_for(suffix)}
         self.records: dict[str, Any] = {}
         self.on_put: Callable[[str, Any], Any] | None = None
+        #: output records whose ``on_put`` acts (may refuse, change or own the readback);
+        #: the others' readbacks follow a write at once (see :meth:`_early_rbv`)
+        self.active: frozenset[str] | None = None
         self._internal: dict[str, list[tuple[Any, float]]] = {}
         self._lock = threading.Lock()
         #: written by the IOC only: input records, so their monitors queue behind the others'
@@ -114,6 +117,8 @@ class Group:
         kw: dict[str, Any] = {}
         if out:
             kw.update(always_update=True, blocking=True, on_update=self._updater(spec.name))
+            if spec.rbv:
+                kw["validate"] = self._early_rbv(spec.name, spec.rbv)
         name, rt, default = spec.name, spec.rtype, spec.default
         if spec.enums:
             idx = spec.enums.index(default) if default in spec.enums else 0
@@ -149,6 +154,24 @@ class Group:
         if rt == "stringin":
             return builder.stringIn(name, initial_value=str(default)[:39], **kw)
         raise ValueError(f"unknown record type {rt!r} for {self.prefix}{name}")
+
+    def _early_rbv(self, name: str, rbv: str):
+        """softioc ``validate`` hook: runs within the record's processing (the CA server's
+        thread), before the behaviour is dispatched.  A write the behaviour does not act on
+        (not in :attr:`active`: FileName, FileTemplate, AutoSave, ...) sets its readback at
+        once, as an asyn driver's ``writeOctet``/``writeInt32`` sets the parameter within the
+        write: a client reading the readback right after a write without callback sees the
+        written value, however busy the behaviour threads are."""
+
+        def validate(_record, value) -> bool:
+            if self.active is not None and name not in self.active:
+                try:
+                    self.set(rbv, value)
+                except Exception:  # noqa: BLE001 - the dispatched put sets it again
+                    logger.exception("readback of %s%s", self.prefix, name)
+            return True
+
+        return validate
 
     def _updater(self, name: str):
         def on_update(value):

@@ -203,7 +203,7 @@ def test_file_path_checks_like_adcore(ioc, ca):
     assert get(ca, "HDF1:FilePath_RBV", as_string=True) == good  # one trailing "/"
     put_text(ca, "HDF1:FilePath", "")
     assert get(ca, "HDF1:FilePathExists_RBV")[0] == 1  # empty: unchanged
-    assert get(ca, "HDF1:FilePath_RBV", as_string=True) == good
+    assert get(ca, "HDF1:FilePath_RBV", as_string=True) == ""  # stored as written
     put_text(ca, "HDF1:FilePath", good)
 
 

@@ -8,8 +8,13 @@ the installed test modules against a private simulator IOC.  It:
   ``/tmp/docker_ioc/iocad/tmp``) to one private directory ``ADSCAN_PEER_IOC_TMP``: the
   simulator runs on this machine, so the IOC-side and the bluesky-side paths are the same;
 * deselects the tests listed as out of scope in ``out_of_scope.yml`` (beside this file);
-* writes every test's outcome to ``ADSCAN_PEER_RESULTS`` (JSON), keyed
-  ``<module>::<test name>``, including the deselected ones.
+* with ``ADSCAN_PEER_LAYER`` (ophyd's suite, whose conftest runs every test on both control
+  layers), deselects the other layer's cases, so each layer runs in its own process;
+* appends every test's outcome to ``ADSCAN_PEER_RESULTS`` (JSON lines, keyed
+  ``<module>::<test name>``) as it goes: the deselected ones at collection, ``started``
+  before a test runs, then its reports.  A process that crashes (a segfault in a control
+  layer's C library) still leaves every result before the crash and names the test it
+  died in.
 """
 
 from __future__ import annotations
@@ -36,6 +41,30 @@ PATH_GLOBALS = (
 )
 
 _results: dict[str, dict] = {}
+
+
+def _emit(key: str, rec: dict) -> None:
+    """Append ``key``'s record to the results file (flushed: it survives a crash)."""
+    out = os.environ.get("ADSCAN_PEER_RESULTS")
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps({"key": key, **rec}) + "\n")
+
+
+def read_results(path) -> dict[str, dict]:
+    """The records of a results file (the last line per test wins); a test whose last
+    record is ``started`` was running when the process ended."""
+    results: dict[str, dict] = {}
+    p = Path(path)
+    if not p.exists():
+        return results
+    for line in p.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:  # a line cut by a crash
+            continue
+        results[rec.pop("key")] = rec
+    return results
 
 
 def load_lists() -> dict[str, list[dict]]:
@@ -140,9 +169,15 @@ def pytest_configure(config):
         _patch_module(aps_tests)
 
 
+def _layer_of(item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("cl_selector") if callspec is not None else None
+
+
 def pytest_collection_modifyitems(config, items):
     lists = load_lists()
-    keep, drop = [], []
+    layer = os.environ.get("ADSCAN_PEER_LAYER")
+    keep, drop, other = [], [], []
     seen = set()
     for item in items:
         mod = item.module
@@ -154,19 +189,25 @@ def pytest_collection_modifyitems(config, items):
         if apstools and getattr(item, "callspec", None) is not None:
             for v in item.callspec.params.values():
                 _patch_params(v)
+        if layer and _layer_of(item) not in (None, layer):
+            other.append(item)  # run by the other layer's process
+            continue
         entry = entry_for(item, lists["out_of_scope"])
         if entry is not None:
             drop.append(item)
-            _results[item_key(item)] = {
-                "outcome": "out_of_scope",
-                "reason": entry["reason"],
-                "entry": entry["test"],
-            }
+            rec = {"outcome": "out_of_scope", "reason": entry["reason"], "entry": entry["test"]}
+            _results[item_key(item)] = rec
+            _emit(item_key(item), rec)
         else:
             keep.append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
+    if drop or other:
+        config.hook.pytest_deselected(items=drop + other)
         items[:] = keep
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    _emit(item_key(item), {"outcome": "started"})
 
 
 def pytest_runtest_logreport(report):
@@ -187,15 +228,11 @@ def pytest_runtest_logreport(report):
         if report.failed or report.skipped:
             rec.setdefault("message", str(report.longrepr)[-1500:])
     rec["seconds"] = rec.get("seconds", 0.0) + report.duration
+    if report.when == "teardown":  # runs after every setup, failed or not
+        _emit(item_key_, rec)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     outcome.get_result()._adscan_key = item_key(item)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    out = os.environ.get("ADSCAN_PEER_RESULTS")
-    if out:
-        Path(out).write_text(json.dumps(_results, indent=1, sort_keys=True))
