@@ -153,15 +153,21 @@ def rm(service):
 @pytest.fixture(scope="module")
 def stack(request):
     """A whole private stack: own simulated IOC (256x256 frames) on the spare session CA port
-    ``CA_PORTS[STACK_CA_PORT]`` (module attribute, default 1), Redis, RE Manager, data dir;
+    ``CA_PORTS[STACK_CA_PORT]`` (module attribute, default 1; motor speed
+    ``STACK_MOTOR_VELOCITY`` if the module sets it), Redis, RE Manager, data dir;
     tests may kill and restart its parts.  Yields (iconfig, API client)."""
     from adscan import services
 
     port = helpers.CA_PORTS[getattr(request.module, "STACK_CA_PORT", 1)]
     cfg = helpers.make_stack_config(_module_name(request), port)
-    services.up(cfg)
-    api = services.re_manager_api(cfg, timeout=10)
-    yield cfg, api
-    with contextlib.suppress(Exception):
-        api.close()
-    services.down(cfg)
+    velocity = getattr(request.module, "STACK_MOTOR_VELOCITY", None)
+    if velocity is not None:
+        cfg["ioc"]["motor_velocity"] = float(velocity)
+    try:  # a part that failed to start must not leave the started ones running
+        services.up(cfg)
+        api = services.re_manager_api(cfg, timeout=10)
+        yield cfg, api
+        with contextlib.suppress(Exception):
+            api.close()
+    finally:
+        services.down(cfg)

@@ -33,7 +33,7 @@ STACK_CA_PORT = 2
 #: Motor speed (units/s) of this module's IOC: slow enough that a pause sent by the CLI (a
 #: new Python process, seconds to start on a loaded machine) arrives mid-grid, never after
 #: the last point (m2 steps 0.33 per point: ~0.7 s of motion per point).
-MOTOR_VELOCITY = 0.5
+STACK_MOTOR_VELOCITY = 0.5
 
 #: The CLI with a 30 s bound per call.
 qserver = functools.partial(_qserver, timeout=30)
@@ -42,25 +42,6 @@ OUTER = np.linspace(-1, 1, 4)
 INNER = np.linspace(-0.5, 0.5, 3)
 GRID = BPlan("adscan_grid_scan", "m1", -1, 1, 4, "m2", -0.5, 0.5, 3, snake=True, frames=2)
 FRAMES = 2
-
-
-@pytest.fixture(scope="module")
-def stack(request):
-    """The conftest stack, with slow motors (:data:`MOTOR_VELOCITY`)."""
-    import contextlib
-
-    from helpers import CA_PORTS, make_stack_config
-
-    from adscan import services
-
-    cfg = make_stack_config("pause_resume", CA_PORTS[STACK_CA_PORT])
-    cfg["ioc"]["motor_velocity"] = MOTOR_VELOCITY
-    services.up(cfg)
-    api = services.re_manager_api(cfg, timeout=10)
-    yield cfg, api
-    with contextlib.suppress(Exception):
-        api.close()
-    services.down(cfg)
 
 
 def expected_setpoints() -> list[tuple[float, float]]:
