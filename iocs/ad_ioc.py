@@ -1,7 +1,7 @@
 """The simulated ADSimDetector v3.4 IOC on the real EPICS IOC core (softioc), one process.
 
 ``python -m adscan.iocs.ad_ioc --prefix kad: --data-dir D --port P --pva-port Q`` serves
-every group of ``iocs/ad_table.py`` (cam1, image1, Pva1, ROI1, Stats1, HDF1 and whatever
+every group of ``iocs/ad_table.txt`` (cam1, image1, Pva1, ROI1, Stats1, HDF1 and whatever
 plugins the table holds) as real base records through rsrv on 127.0.0.1:P, and
 ``<prefix>Pva1:Image`` as an NTNDArray through a p4p pvAccess server (UDP search port Q,
 TCP Q+1, loopback).  It prints ``READY-AD ...`` once the IOC runs; the launcher

@@ -1,4 +1,4 @@
-"""Real EPICS records (softioc) generated from the record table of ``iocs/ad_table.py``.
+"""Real EPICS records (softioc) generated from the record table of ``iocs/ad_table.txt``.
 
 Each table line becomes a base record of the ADCore template's kind (ao/ai, longout/longin,
 bo/bi, mbbo/mbbi, stringout/stringin, CHAR waveforms for strings, numeric waveforms), so the
