@@ -72,7 +72,6 @@ class Bench:
     # -- lifetime
     def start(self, inproc: bool = True, queue: bool = True) -> Bench:
         use_port(self.port)
-        os.environ["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{self.port}"
         from adscan import services
         from adscan.core.config import load_iconfig
 
