@@ -8,10 +8,6 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("adscan", "iocs", "plans", "devices", "startup", "profile_collection")
 MAX_LINES = 400
 
-#: Data, not logic, would be exempt by name with the reason (none now: the AD record table
-#: is a text file, ``iocs/ad_table.txt``).
-EXEMPT: dict[str, str] = {}
-
 
 def test_no_module_over_400_lines():
     sizes = {
@@ -20,11 +16,5 @@ def test_no_module_over_400_lines():
         for path in sorted((REPO / package).rglob("*.py"))
     }
     assert "adscan/__init__.py" in sizes and "iocs/motor.py" in sizes  # the walk found them
-    over = {name: n for name, n in sizes.items() if n > MAX_LINES and name not in EXEMPT}
+    over = {name: n for name, n in sizes.items() if n > MAX_LINES}
     assert not over, f"modules over {MAX_LINES} lines (split them by concern): {over}"
-
-
-def test_exemptions_are_still_needed():
-    for name in EXEMPT:
-        lines = len((REPO / name).read_text(encoding="utf-8").splitlines())
-        assert lines > MAX_LINES, f"{name} has {lines} lines: drop its exemption"
