@@ -35,20 +35,6 @@ from adscan import epics_env  # noqa: E402
 
 epics_env.apply_loopback(ca_port=helpers.CA_PORTS[0])
 
-
-def _zmq_context_del_without_term(self) -> None:
-    """pyzmq 27.3's ``Context.__del__`` calls ``destroy()`` -> ``term()``.  When a client
-    (an API object, a dispatcher) dies in a garbage cycle together with its context and
-    sockets, the context's weak set of sockets is already empty, so no socket is closed and
-    ``term()`` blocks forever, in whatever thread the collector happened to run.  Seen twice
-    in full runs: inside the NeXus writer thread's h5py call (holding h5py's lock, so every
-    later HDF5 read of the session hung, beyond pytest-timeout's reach) and in ophyd's exit
-    join.  In the test process a collected context is left to the process exit instead."""
-
-
-import zmq  # noqa: E402
-
-zmq.Context.__del__ = _zmq_context_del_without_term
 # each simulated beamline: motors on P, area detector on P + 2 (adscan.epics_env)
 os.environ["EPICS_CA_ADDR_LIST"] = " ".join(
     f"127.0.0.1:{p} 127.0.0.1:{epics_env.ad_ca_port(p)}" for p in helpers.CA_PORTS
@@ -68,6 +54,21 @@ os.environ["ADSCAN_ICONFIG"] = str(ICONFIG)
 os.environ.pop("ADSCAN_DATA_DIR", None)
 
 
+def _zmq_context_del_without_term(self) -> None:
+    """pyzmq 27.3's ``Context.__del__`` calls ``destroy()`` -> ``term()``.  When a client
+    (an API object, a dispatcher) dies in a garbage cycle together with its context and
+    sockets, the context's weak set of sockets is already empty, so no socket is closed and
+    ``term()`` blocks forever, in whatever thread the collector happened to run.  Seen twice
+    in full runs: inside the NeXus writer thread's h5py call (holding h5py's lock, so every
+    later HDF5 read of the session hung, beyond pytest-timeout's reach) and in ophyd's exit
+    join.  In the test process a collected context is left to the process exit instead."""
+
+
+import zmq  # noqa: E402
+
+zmq.Context.__del__ = _zmq_context_del_without_term
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
     """Stop the session's repeater, then leave without the interpreter's exit handlers.
@@ -82,7 +83,7 @@ def pytest_unconfigure(config):
     with contextlib.suppress(Exception):
         SESSION_REPEATER.wait(5)
     status = getattr(config, "_adscan_exitstatus", None)
-    if status is not None and not os.environ.get("ADSCAN_TEST_NORMAL_EXIT"):
+    if status is not None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(int(status))
