@@ -95,7 +95,8 @@ def run_and_read_back(cfg: dict, found) -> None:
 
 
 def test_mongo_path_with_mongomock_scan_round_trip(iconfig, found_devices, tmp_path):
-    mongomock = pytest.importorskip("mongomock")
+    import mongomock
+
     uri = f"mongodb://localhost:27017/adscan_profile_{uuid.uuid4().hex[:8]}"
     with mongomock.patch(servers=(("localhost", 27017),)):
         run_and_read_back(mongo_cfg(iconfig, tmp_path, uri), found_devices)
@@ -103,7 +104,7 @@ def test_mongo_path_with_mongomock_scan_round_trip(iconfig, found_devices, tmp_p
 
 def test_mongo_path_with_mongomock_documents_in_named_database(iconfig, found_devices, tmp_path):
     """The documents land in the database named by the URI, in suitcase-mongo's collections."""
-    mongomock = pytest.importorskip("mongomock")
+    import mongomock
     import pymongo
 
     from adscan.plans import adscan_count

@@ -593,13 +593,15 @@ def _mongo_round_trip(cfg, devices, uri):
 
 
 def test_mongo_path_with_mongomock_round_trip(cfg, devices):
-    mongomock = pytest.importorskip("mongomock")
+    import mongomock
+
     with mongomock.patch(servers=(("localhost", 27017),)):
         _mongo_round_trip(cfg, devices, "mongodb://localhost:27017/adscan_test")
 
 
 def test_mongo_path_with_mongomock_uri_gets_timeout(cfg):
-    mongomock = pytest.importorskip("mongomock")
+    import mongomock
+
     from adscan.core.catalog_settings import mongo_uri_with_timeout
 
     assert "serverSelectionTimeoutMS=5000" in mongo_uri_with_timeout("mongodb://h:1/db")
