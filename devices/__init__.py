@@ -45,22 +45,24 @@ def create_motor(name: str, pv: str, timeout: float):
 
     ``LeanEpicsMotor``: its move completes on DMOV=1 without a CA read (fast_trigger.py).
     """
+    from adscan.devices.connect import connect
     from adscan.devices.fast_trigger import LeanEpicsMotor as EpicsMotor
     from adscan.devices.watchdog import fail_on_disconnect
 
     motor = EpicsMotor(pv, name=name, labels=("motor",))
-    motor.wait_for_connection(timeout=timeout)
+    connect(motor, timeout)
     return fail_on_disconnect(motor, motor.motor_done_move)  # an IOC lost fails the move
 
 
 def create_simdet(name: str, prefix: str, cfg: dict[str, Any], timeout: float):
     """The how-to's ``SimDetector_V34``, configured by ``ad_setup`` and primed."""
     from adscan.devices.area_detector import SimDetector_V34, ad_setup
+    from adscan.devices.connect import connect
     from adscan.devices.watchdog import fail_on_disconnect
 
     det_cfg = cfg["detector"]
     det = SimDetector_V34(prefix, name=name, labels=("detector", "area_detector"))
-    det.wait_for_connection(timeout=timeout)
+    connect(det, timeout)
     ad_setup(
         det,
         frames=int(det_cfg["frames_per_point"]),

@@ -209,11 +209,13 @@ def test_howto_detector_stage_trigger_read(ioc, cl):
 def det(ioc):
     import ophyd
 
+    from adscan.devices.connect import connect
+
     ophyd.Device.lazy_wait_for_connection = False
     ns = {"WRITE": str(ioc["data_dir"]) + "/", "READ": str(ioc["data_dir"]) + "/"}
     exec(textwrap.dedent(DETECTOR_SOURCE), ns)  # the how-to's class, unmodified
     d = ns["SimDetector_V34"](AD, name="simdet")
-    d.wait_for_connection(all_signals=True, timeout=60)
+    connect(d, timeout=60, all_signals=True)  # ophyd's wait, then its blocking path
     ns["ad_setup"](d)
     from apstools.devices import AD_plugin_primed, AD_prime_plugin2
 

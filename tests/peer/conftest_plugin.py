@@ -8,6 +8,12 @@ the installed test modules against a private simulator IOC.  It:
   ``/tmp/docker_ioc/iocad/tmp``) to one private directory ``ADSCAN_PEER_IOC_TMP``: the
   simulator runs on this machine, so the IOC-side and the bluesky-side paths are the same;
 * deselects the tests listed as out of scope in ``out_of_scope.yml`` (beside this file);
+* makes apstools' ``caput_AD`` (a pyepics ``caput`` without wait, then ``stage`` reads the
+  readbacks through the device) wait for the put to complete: the write and the read go
+  over two CA circuits on the caproto layer, so without the wait ``stage`` could read a
+  readback before the write reached the IOC (a race in the test, not in the IOC; the IOC
+  completes a put only after its readback is set, so the wait still fails the test if the
+  readback is wrong);
 * with ``ADSCAN_PEER_LAYER`` (ophyd's suite, whose conftest runs every test on both control
   layers), deselects the other layer's cases, so each layer runs in its own process;
 * appends every test's outcome to ``ADSCAN_PEER_RESULTS`` (JSON lines, keyed
@@ -117,7 +123,23 @@ def _map_path(value, ioc_side: bool):
     return Path(s) if is_path else s
 
 
+#: Seconds a patched ``caput_AD`` waits for its put to complete.
+CAPUT_TIMEOUT = 10.0
+
+
+def _caput_completed(signal, value) -> None:
+    """apstools' ``caput_AD`` with ``wait=True``: returns once the IOC processed the write."""
+    import epics
+
+    pv = signal._write_pv.pvname
+    ret = epics.caput(pv, value, wait=True, timeout=CAPUT_TIMEOUT)
+    if ret is None or ret < 0:  # not connected / not completed in time
+        raise TimeoutError(f"caput {pv}={value!r} did not complete within {CAPUT_TIMEOUT} s")
+
+
 def _patch_module(mod) -> None:
+    if callable(getattr(mod, "caput_AD", None)):
+        mod.caput_AD = _caput_completed
     for name in PATH_GLOBALS:
         if hasattr(mod, name):
             ioc_side = name in ("AD_IOC_MOUNT_PATH", "WRITE_PATH_TEMPLATE")
