@@ -20,7 +20,7 @@ import pytest
 import yaml
 from helpers import write_iconfig
 
-from adscan import services
+from adscan import epics_env, services
 from adscan.core.config import load_iconfig
 from adscan.ports import free_ports
 
@@ -286,6 +286,10 @@ def test_up_is_idempotent_and_status_cli(env):
     assert "environment=open" in rows["re-manager"]["detail"]
     assert rows["data_dir"]["address"] == cfg["instrument"]["data_dir"]
     assert {"images", "catalog", "spec_file"} <= set(rows)
+    rep = rows["ca-repeater"]  # started for the worker; the session's may hold the port
+    port = epics_env.repeater_port(services.child_env(cfg))
+    assert rep["address"] == f"udp 127.0.0.1:{port}" and rep["pid"], rep
+    assert rep["state"] in ("up", "standby"), rep
     text = _cli("status").stdout  # with the (down, not simulated) IOC check
     assert "re-manager" in text and "ioc" in text
 

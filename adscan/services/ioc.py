@@ -248,6 +248,44 @@ def ensure_ca_repeater(cfg: dict, env: dict[str, str]) -> int:
         raise ServiceError(str(ex)) from None
 
 
+def repeater_status(cfg: dict) -> ServiceInfo | None:
+    """The loopback CA repeater's row of ``adscan status`` (None for off-host IOCs).
+
+    ``up``: adscan's repeater holds the port; ``standby``: it runs while another holds the
+    port (a site ``caRepeater``, a test session's); ``external``: another holds it and adscan's
+    is not running; ``down``: nothing holds it, so the next libca client would run a repeater
+    of its own on 0.0.0.0.
+    """
+    env = child_env(cfg)
+    if not epics_env.is_loopback_list(env.get("EPICS_CA_ADDR_LIST", "")):
+        return None
+    port = epics_env.repeater_port(env)
+    ours = procfamily.members(procfamily.marker(cfg, "repeater"))
+    holder = None
+    for proc in ours:
+        with contextlib.suppress(Exception):  # gone meanwhile, or not ours to inspect
+            if any(c.laddr and c.laddr.port == port for c in proc.net_connections("udp")):
+                holder = proc
+    held = holder is not None or not repeater.port_free(port)
+    if holder is not None:
+        state, detail = "up", ""
+    elif ours and held:
+        state, detail = "standby", "another process holds the port; adscan's takes over if it goes"
+    elif held:
+        state, detail = "external", "another process holds the port"
+    else:
+        state, detail = "down", "nothing holds the repeater port"
+    shown = holder or (ours[0] if ours else None)
+    return ServiceInfo(
+        "ca-repeater",
+        state,
+        f"udp 127.0.0.1:{port}",
+        shown.pid if shown else None,
+        str(logs_dir(cfg) / "ca-repeater.log") if ours else "",
+        detail,
+    )
+
+
 def ensure_ioc(cfg: dict, timeout: float = IOC_START_TIMEOUT) -> ServiceInfo:
     """Start the simulated IOC (``ioc.simulate``) or check that the real IOC PVs answer."""
     ioc = cfg["ioc"]

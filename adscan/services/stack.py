@@ -11,7 +11,14 @@ from pathlib import Path
 
 from adscan.core.catalog_settings import tiled_enabled
 from adscan.services import procfamily
-from adscan.services.ioc import ensure_ioc, ioc_address, ioc_answers, ioc_log, ioc_pid
+from adscan.services.ioc import (
+    ensure_ioc,
+    ioc_address,
+    ioc_answers,
+    ioc_log,
+    ioc_pid,
+    repeater_status,
+)
 from adscan.services.processes import (
     STOP_TIMEOUT,
     ServiceInfo,
@@ -117,6 +124,9 @@ def status(cfg: dict, *, check_ioc: bool = True) -> list[ServiceInfo]:
                 + ("" if ok or not pid else "; process alive but PVs do not answer"),
             )
         )
+    rep = repeater_status(cfg)
+    if rep is not None:
+        out.append(rep)
     pid = re_manager_pid(cfg)
     orphans = [] if pid else procfamily.members(procfamily.marker(cfg, "re-manager"))
     st = re_manager_status(cfg)
