@@ -8,12 +8,12 @@ the installed test modules against a private simulator IOC.  It:
   ``/tmp/docker_ioc/iocad/tmp``) to one private directory ``ADSCAN_PEER_IOC_TMP``: the
   simulator runs on this machine, so the IOC-side and the bluesky-side paths are the same;
 * deselects the tests listed as out of scope in ``out_of_scope.yml`` (beside this file);
-* makes apstools' ``caput_AD`` (a pyepics ``caput`` without wait, then ``stage`` reads the
-  readbacks through the device) wait for the put to complete: the write and the read go
-  over two CA circuits on the caproto layer, so without the wait ``stage`` could read a
-  readback before the write reached the IOC (a race in the test, not in the IOC; the IOC
-  completes a put only after its readback is set, so the wait still fails the test if the
-  readback is wrong);
+* makes apstools' ``caput_AD`` (a pyepics ``caput`` without wait, after which ``stage``
+  reads the readbacks through the device) wait for the put to complete and for the device's
+  cached readback to catch up: the write and the device's monitors go over two CA circuits
+  (two client libraries on the caproto layer), so ``stage`` could read a readback from
+  before the write (a race in the test, seen in CI, not in the IOC; the test still compares
+  every readback itself);
 * with ``ADSCAN_PEER_LAYER`` (ophyd's suite, whose conftest runs every test on both control
   layers), deselects the other layer's cases, so each layer runs in its own process;
 * appends every test's outcome to ``ADSCAN_PEER_RESULTS`` (JSON lines, keyed
@@ -123,18 +123,41 @@ def _map_path(value, ioc_side: bool):
     return Path(s) if is_path else s
 
 
-#: Seconds a patched ``caput_AD`` waits for its put to complete.
+#: Seconds a patched ``caput_AD`` waits for its put to complete, then for the device's cache.
 CAPUT_TIMEOUT = 10.0
+CACHE_TIMEOUT = 5.0
+
+
+def _same(a, b) -> bool:
+    import numpy as np
+
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):
+        return a == b
 
 
 def _caput_completed(signal, value) -> None:
-    """apstools' ``caput_AD`` with ``wait=True``: returns once the IOC processed the write."""
+    """apstools' ``caput_AD``, then wait until the device sees what the IOC holds.
+
+    The put waits for completion (the IOC completes it after setting the readback), then the
+    signal's cached readback (a monitor on the device's own CA circuit) is given up to
+    ``CACHE_TIMEOUT`` s to equal a fresh read from the IOC.  A wrong readback still fails the
+    test: it is compared by the test itself, as before.
+    """
+    import time
+
     import epics
 
     pv = signal._write_pv.pvname
     ret = epics.caput(pv, value, wait=True, timeout=CAPUT_TIMEOUT)
     if ret is None or ret < 0:  # not connected / not completed in time
         raise TimeoutError(f"caput {pv}={value!r} did not complete within {CAPUT_TIMEOUT} s")
+    deadline = time.monotonic() + CACHE_TIMEOUT
+    while time.monotonic() < deadline:
+        if _same(signal.get(), signal.get(use_monitor=False)):
+            return
+        time.sleep(0.01)
 
 
 def _patch_module(mod) -> None:
