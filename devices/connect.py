@@ -18,7 +18,8 @@ from typing import Any
 
 logger = logging.getLogger("adscan.devices.connect")
 
-#: Seconds each still-unconnected signal gets on ophyd's blocking path.
+#: Seconds the still-unconnected signals get, together, on ophyd's blocking path (only when
+#: some of the device's signals connected: an absent IOC fails at once after ``timeout``).
 SIGNAL_RETRY_TIMEOUT = 5.0
 
 
@@ -49,17 +50,22 @@ def connect(device: Any, timeout: float, all_signals: bool = False) -> float:
     try:
         device.wait_for_connection(all_signals=all_signals, timeout=timeout)
         return time.monotonic() - t0
-    except TimeoutError as first:
-        late = [s for s in _signals(device, all_signals) if not s.connected]
-        if not late:  # connected meanwhile, or pending operations (not a signal's)
-            if "Pending operations" in str(first):
-                raise
-            return time.monotonic() - t0
+    except TimeoutError as ex:
+        first = ex
+    signals = _signals(device, all_signals)
+    late = [s for s in signals if not s.connected]
+    if not late:  # connected meanwhile, or pending operations (not a signal's)
+        if "Pending operations" in str(first):
+            raise first
+        return time.monotonic() - t0
+    if len(late) == len(signals):  # nothing answers: the IOC is absent, no second chance
+        raise first
+    deadline = time.monotonic() + SIGNAL_RETRY_TIMEOUT  # one budget for all late signals
     still = []
     for sig in late:
         state = signal_state(sig)
         try:
-            sig.wait_for_connection(timeout=SIGNAL_RETRY_TIMEOUT)
+            sig.wait_for_connection(timeout=max(0.05, deadline - time.monotonic()))
         except TimeoutError as ex:
             still.append(f"{state} ({ex})")
         else:
@@ -67,6 +73,6 @@ def connect(device: Any, timeout: float, all_signals: bool = False) -> float:
     if still:
         raise TimeoutError(
             f"{device.name}: {len(still)} signal(s) did not connect within {timeout} s "
-            f"(+{SIGNAL_RETRY_TIMEOUT} s each on ophyd's blocking path): " + " | ".join(still)
+            f"(+{SIGNAL_RETRY_TIMEOUT} s on ophyd's blocking path): " + " | ".join(still)
         )
     return time.monotonic() - t0

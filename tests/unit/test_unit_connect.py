@@ -67,3 +67,14 @@ def test_connected_device_takes_the_fast_path():
         a = Cpt(Signal, value=1)
 
     assert connect_mod.connect(Plain(name="p"), timeout=1) < 1
+
+
+def test_absent_ioc_fails_without_the_second_chance():
+    class Absent(Device):
+        a = Cpt(StuckSignal, value=1)
+        b = Cpt(StuckSignal, value=2)
+
+    box = Absent(name="gone")
+    with pytest.raises(TimeoutError, match="Failed to connect to all signals"):
+        connect_mod.connect(box, timeout=0.05)
+    assert box.a.blocking_calls == box.b.blocking_calls == 0
