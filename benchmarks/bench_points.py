@@ -20,8 +20,9 @@ Usage: ``python benchmarks/bench_points.py [--quick] [--compare] [--repeats N]
 points, no queue.  Each run's figures are printed as soon as it is measured; the table of
 medians comes at the end.  With ``--budget-min`` the matrix stops cleanly (between runs) once
 M minutes are spent, and the table shows what was measured (``n=`` runs when fewer than
-``--repeats``).  The full matrix (3 sizes x 3 frame counts x 4 plans x 3 repeats, 30 points)
-takes well over 25 minutes on 2 loaded cores.
+``--repeats``); the budget counts from the start, service start-up included.  The full
+matrix (3 sizes x 3 frame counts x 4 plans x 3 repeats, 30 points) takes well over 25
+minutes on 2 loaded cores.
 """
 
 from __future__ import annotations
@@ -219,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if res or qres:
                 table(args, n, res, qres, handoff, loads, budget)
+            else:
+                print("  no run finished: nothing to tabulate", flush=True)
     return 0
 
 
@@ -233,15 +236,15 @@ def table(args, n: int, res: dict, qres: dict, handoff: dict, loads: list, budge
         rows.append(("stopped by the time budget (min)", f"{budget.minutes:g}", ""))
     print(f"\nmedian [min-max] of {want} interleaved runs; ms")
     head = (
-        f"{'plan':<17}{'px':>6}{'fr':>4}  {'levers':<7}{'per point':>22}{'fixed/run':>24}"
-        f"{'whole run/pt':>22}"
+        f"{'plan':<17}{'px':>6}{'fr':>4}  {'levers':<7}{'per point':>26} {'fixed/run':>24} "
+        f"{'whole run/pt':>26}"
     )
     print(head)
     for (plan, size, frames, on), d in res.items():
         tag = "on" if on else "off"
         print(
-            f"{plan:<17}{size:>6}{frames:>4}  {tag:<7}{fmt(d['point'], want=want):>22}"
-            f"{fmt(d['fixed'], digits=0, want=want):>24}{fmt(d['whole'], want=want):>22}"
+            f"{plan:<17}{size:>6}{frames:>4}  {tag:<7}{fmt(d['point'], want=want):>26} "
+            f"{fmt(d['fixed'], digits=0, want=want):>24} {fmt(d['whole'], want=want):>26}"
         )
         rows.append(
             (
