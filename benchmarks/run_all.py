@@ -106,10 +106,13 @@ def stop_child(proc: subprocess.Popen, timeout: float = 120.0) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(timeout)
+        out, _ = proc.communicate(timeout=timeout)  # drained, so the child never blocks on it
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait(5)
+        out, _ = proc.communicate(timeout=5)
+    for line in (out or "").splitlines():
+        if not any(n in line for n in NOISE):
+            print(f"  {line}", flush=True)
 
 
 def markdown(names: list[str]) -> str:
