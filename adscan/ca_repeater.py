@@ -64,11 +64,37 @@ def _forward_beacons(bcast: socket.socket, port: int) -> None:
             out.sendto(data, (HOST, port))
 
 
+class _ConfirmingSocket:
+    """The repeater's socket, confirming empty-datagram registrations.
+
+    libca (EPICS 3.14 and later, epicscorelibs') registers with an empty datagram.  The C
+    ``caRepeater`` confirms it, but caproto's repeater adds the client without sending
+    REPEATER_CONFIRM.  libca then re-sends the registration every second and, after 50 tries,
+    prints "CA client library is unable to contact CA repeater" (the benchmarks' in-process
+    client, every RE Worker).  This wrapper sends the confirmation caproto leaves out.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def recvfrom(self, size: int):
+        data, addr = self._sock.recvfrom(size)
+        if not data:
+            import caproto
+
+            with contextlib.suppress(OSError):
+                self._sock.sendto(bytes(caproto.RepeaterConfirmResponse(addr[0])), addr)
+        return data, addr
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
 def _serve_port(sock: socket.socket, port: int) -> None:
     from caproto.sync.repeater import _run_repeater
 
     try:
-        _run_repeater(sock, (HOST, port))
+        _run_repeater(_ConfirmingSocket(sock), (HOST, port))
     except Exception:  # noqa: BLE001 - logged; the process keeps its other ports
         logger.exception("repeater on port %d stopped", port)
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import free_ca_port, use_port  # noqa: E402
+from _common import free_ca_port, shielded, use_port  # noqa: E402
 
 from adscan.core.config import write_private_iconfig  # noqa: E402
 
@@ -110,6 +110,11 @@ class Bench:
         self.log(f"  in-process profile loaded in {time.perf_counter() - t0:.1f} s")
 
     def stop(self) -> None:
+        """Stop everything ``start`` started; a signal meanwhile waits until it is done."""
+        with shielded():
+            self._stop()
+
+    def _stop(self) -> None:
         from adscan import services
 
         if self.rm is not None:
@@ -120,7 +125,10 @@ class Bench:
             md.flush()  # before its directory goes (StoredDict also flushes at exit)
             md._file = os.devnull
         if self.cfg is not None:
-            services.down(self.cfg)
+            for info in services.down(self.cfg):
+                if info.state == "running":
+                    self.log(f"  service NOT stopped: {info}")
+            self.log("  service stopped")
         if not os.environ.get("ADSCAN_KEEP_BENCH_DATA"):
             shutil.rmtree(self.root, ignore_errors=True)
 

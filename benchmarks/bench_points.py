@@ -15,8 +15,14 @@ invocation.
   in-process (start -> stop document), 50 points;
 * queue hand-off: stop document of item i -> start document of item i+1 in a queue of items.
 
-Usage: ``python benchmarks/bench_points.py [--quick] [--compare] [--repeats N]``.
-``--quick`` (a couple of minutes): 16x16 and 1024x1024, 3 frames, 20 points, no queue.
+Usage: ``python benchmarks/bench_points.py [--quick] [--compare] [--repeats N]
+[--budget-min M]``.  ``--quick`` (a couple of minutes): 16x16 and 1024x1024, 3 frames, 20
+points, no queue.  Each run's figures are printed as soon as it is measured; the table of
+medians comes at the end.  With ``--budget-min`` the matrix stops cleanly (between runs) once
+M minutes are spent, and the table shows what was measured (``n=`` runs when fewer than
+``--repeats``); the budget counts from the start, service start-up included.  The full
+matrix (3 sizes x 3 frame counts x 4 plans x 3 repeats, 30 points) takes well over 25
+minutes on 2 loaded cores.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report  # noqa: E402
+from _common import Budget, report  # noqa: E402
 from _service import Bench, move_time  # noqa: E402
 from bench_scans import plan_call, position, set_acquire  # noqa: E402
 from profile_point import Stamps, set_size, spec  # noqa: E402
@@ -108,9 +114,13 @@ def spread(values: list[float], scale: float = 1e3) -> tuple[float, float, float
     return statistics.median(v), min(v), max(v)
 
 
-def fmt(values: list[float], scale: float = 1e3, digits: int = 1) -> str:
+def fmt(values: list[float], scale: float = 1e3, digits: int = 1, want: int = 0) -> str:
+    """median [min-max], with the number of runs when fewer than ``want`` were made."""
+    if not [x for x in values if x == x]:
+        return "-"
     med, lo, hi = spread(values, scale)
-    return f"{med:.{digits}f} [{lo:.{digits}f}-{hi:.{digits}f}]"
+    n = f" n={len(values)}" if len(values) < want else ""
+    return f"{med:.{digits}f} [{lo:.{digits}f}-{hi:.{digits}f}]{n}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--acquire", type=float, default=0.01)
     ap.add_argument("--no-queue", action="store_true")
     ap.add_argument("--items", type=int, default=10, help="queue items for the hand-off")
+    ap.add_argument(
+        "--budget-min", type=float, default=None, help="stop cleanly after this many minutes"
+    )
     args = ap.parse_args(argv)
     if args.repeats < 3:
         ap.error("--repeats must be >= 3 (medians of at least 3 runs)")
@@ -136,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     plans = args.plans.split(",")
     modes = [False, True] if args.compare else [True]
     queue = not (args.no_queue or args.quick)
+    budget = Budget(args.budget_min)
 
-    bench = Bench(log=lambda s: print(s, flush=True))
+    bench = Bench(log=print)
     res: dict[tuple, dict[str, list[float]]] = {}
     qres: dict[tuple, list[float]] = {}
     handoff: dict[bool, list[float]] = {}
@@ -149,9 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         if queue:
             bench.run_queue("adscan_count", [], {"num": 2, "frames": 1})  # worker's first run
         t0 = time.monotonic()
+        print(f"  per run, ms: per point (median) | fixed | whole run/pt; {n} points", flush=True)
         for rep in range(args.repeats):
+            if budget.over():
+                break
             loads.append(os.getloadavg()[0])
             for size in sizes:
+                if budget.over():
+                    break
                 set_size(bench, size)
                 # the first run after a frame-size change costs seconds more (HDF1 follows the
                 # new dimensions): a throw-away run, so that it is charged to no configuration
@@ -159,55 +178,85 @@ def main(argv: list[str] | None = None) -> int:
                 for frames in frames_list:
                     for plan in plans:
                         for on in modes:
+                            if budget.over():
+                                break
                             levers(on)
                             r = one_run(bench, plan, n, frames, args.acquire)
                             d = res.setdefault((plan, size, frames, on), {})
                             for key, v in r.items():
                                 d.setdefault(key, []).append(v)
+                            print(
+                                f"  [{rep + 1}/{args.repeats} {time.monotonic() - t0:5.0f} s"
+                                f" load {os.getloadavg()[0]:.1f}] {plan:<17}{size:>5}px "
+                                f"x{frames:<3}{'' if on else ' levers off'} "
+                                f"{r['point'] * 1e3:7.1f} | {r['fixed'] * 1e3:5.0f} | "
+                                f"{r['whole'] * 1e3:7.1f}",
+                                flush=True,
+                            )
             print(
                 f"  repeat {rep + 1}/{args.repeats} done at {time.monotonic() - t0:.0f} s, "
                 f"load {loads[-1]:.1f}",
                 flush=True,
             )
         levers(True)
-        if queue:  # queue workers take ADSCAN_CLIENT_LEVERS at start-up: levers on only
+        if queue and not budget.over():  # queue workers take ADSCAN_CLIENT_LEVERS at start-up
             set_size(bench, 1024)
             bench.run_inproc(plan_call(bench, "adscan_count", [], {"num": 2, "frames": 1}))
             for _rep in range(args.repeats):
                 for plan in plans:
-                    qres.setdefault((plan, 1024, 3), []).append(queue_ratio(bench, plan, 50, 3))
-            handoff[True] = hand_off(bench, args.items)
+                    if budget.over():
+                        break
+                    ratio = queue_ratio(bench, plan, 50, 3)
+                    qres.setdefault((plan, 1024, 3), []).append(ratio)
+                    print(f"  queue/in-process {plan} 50 pts x3 1024px: {ratio:.3f}", flush=True)
+            if not budget.over():
+                handoff[True] = hand_off(bench, args.items)
+                print(f"  queue hand-off: {fmt(handoff[True])} ms", flush=True)
         loads.append(os.getloadavg()[0])
     finally:
         levers(True)
-        bench.stop()
+        try:
+            bench.stop()
+        finally:
+            if res or qres:
+                table(args, n, res, qres, handoff, loads, budget)
+            else:
+                print("  no run finished: nothing to tabulate", flush=True)
+    return 0
 
+
+def table(args, n: int, res: dict, qres: dict, handoff: dict, loads: list, budget) -> None:
+    """The medians of what was measured (also after a budget stop or an interruption)."""
+    want = args.repeats
     rows = [
         ("load average (1 min) at each repeat", " ".join(f"{x:.1f}" for x in loads), ""),
         ("points per run / acquire period", f"{n} / {args.acquire:g} s", ""),
     ]
-    print(f"\nmedian [min-max] of {args.repeats} interleaved runs; ms")
+    if budget.hit:
+        rows.append(("stopped by the time budget (min)", f"{budget.minutes:g}", ""))
+    print(f"\nmedian [min-max] of {want} interleaved runs; ms")
     head = (
-        f"{'plan':<17}{'px':>6}{'fr':>4}  {'levers':<7}{'per point':>22}{'fixed/run':>24}"
-        f"{'whole run/pt':>22}"
+        f"{'plan':<17}{'px':>6}{'fr':>4}  {'levers':<7}{'per point':>26} {'fixed/run':>24} "
+        f"{'whole run/pt':>26}"
     )
     print(head)
     for (plan, size, frames, on), d in res.items():
         tag = "on" if on else "off"
         print(
-            f"{plan:<17}{size:>6}{frames:>4}  {tag:<7}{fmt(d['point']):>22}"
-            f"{fmt(d['fixed'], digits=0):>24}{fmt(d['whole']):>22}"
+            f"{plan:<17}{size:>6}{frames:>4}  {tag:<7}{fmt(d['point'], want=want):>26} "
+            f"{fmt(d['fixed'], digits=0, want=want):>24} {fmt(d['whole'], want=want):>26}"
         )
         rows.append(
             (
                 f"{plan.removeprefix('adscan_')} {size}px x{frames} levers {tag}",
-                f"per point {fmt(d['point'])} | fixed {fmt(d['fixed'], digits=0)} | "
-                f"whole run {fmt(d['whole'])}",
+                f"per point {fmt(d['point'], want=want)} | "
+                f"fixed {fmt(d['fixed'], digits=0, want=want)} | "
+                f"whole run {fmt(d['whole'], want=want)}",
                 "ms",
             )
         )
     for (plan, size, frames), ratios in qres.items():
-        shown = fmt(ratios, scale=1, digits=3)
+        shown = fmt(ratios, scale=1, digits=3, want=want)
         print(f"queue/in-process {plan} 50 pts x{frames} {size}px: {shown}")
         rows.append(
             (f"queue/in-process {plan.removeprefix('adscan_')} 50x{frames} {size}px", shown, "")
@@ -222,13 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         {
             "quick": args.quick,
             "compare": args.compare,
+            "budget_hit": budget.hit,
             "runs": {"|".join(map(str, k)): v for k, v in res.items()},
             "queue": {"|".join(map(str, k)): v for k, v in qres.items()},
             "handoff": handoff.get(True, []),
             "loads": loads,
         },
     )
-    return 0
 
 
 if __name__ == "__main__":

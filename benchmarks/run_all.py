@@ -9,7 +9,8 @@ Usage::
     python benchmarks/run_all.py --markdown     # also write benchmarks/RESULTS.md from the JSON
 
 Each benchmark runs in its own process with its own private service (loopback CA port,
-PV prefixes, Redis/ZMQ ports, data directory), one after the other.
+PV prefixes, Redis/ZMQ ports, data directory), one after the other.  SIGTERM or Ctrl-C
+passes SIGTERM on to the running benchmark and waits for it to stop its service.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +27,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+import _common  # noqa: E402,F401 - line-buffered output; SIGTERM/SIGHUP -> KeyboardInterrupt
+
 BENCHES = {
     "scans": "bench_scans.py",
     "datapath": "bench_datapath.py",
@@ -85,11 +90,29 @@ def run(name: str, quick: bool) -> tuple[int, float]:
         text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
-    for line in proc.stdout:
-        if not any(n in line for n in NOISE):
-            print(f"[{time.monotonic() - t0:6.1f} s] {line}", end="", flush=True)
-    rc = proc.wait()
+    try:
+        for line in proc.stdout:
+            if not any(n in line for n in NOISE):
+                print(f"[{time.monotonic() - t0:6.1f} s] {line}", end="", flush=True)
+        rc = proc.wait()
+    except BaseException:
+        stop_child(proc)
+        raise
     return rc, time.monotonic() - t0
+
+
+def stop_child(proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """SIGTERM to a benchmark, then wait while it stops its service (SIGKILL would orphan it)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=timeout)  # drained, so the child never blocks on it
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate(timeout=5)
+    for line in (out or "").splitlines():
+        if not any(n in line for n in NOISE):
+            print(f"  {line}", flush=True)
 
 
 def markdown(names: list[str]) -> str:

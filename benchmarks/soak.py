@@ -8,7 +8,9 @@ Usage::
 Runs tests/test_soak.py with ``ADSCAN_SOAK_N=N`` in its own test session (private IOC, Redis,
 RE Manager, data directory; loopback only), and writes the figures it prints (duration,
 seconds per scan, RE Manager + worker RSS after the first 20 % and at the end) with the pass/fail
-outcome to ``benchmarks/results/soak.json``.  Exit status: pytest's.
+outcome to ``benchmarks/results/soak.json``.  Exit status: pytest's.  pytest's output is
+shown as it comes; SIGTERM or Ctrl-C passes SIGINT on to pytest, whose fixtures then stop the
+service.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -30,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     n = int(argv[0]) if argv else 200
     env = dict(os.environ, ADSCAN_SOAK_N=str(n))
     t0 = time.monotonic()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -43,21 +46,32 @@ def main(argv: list[str] | None = None) -> int:
         ],
         cwd=REPO,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
-    sys.stdout.write(proc.stdout[-6000:])
-    sys.stderr.write(proc.stderr[-3000:])
+    lines = []
+    try:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            lines.append(line.rstrip("\n"))
+        rc = proc.wait()
+    except BaseException:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # pytest tears its fixtures (the service) down
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
     figures = None
-    for line in proc.stdout.splitlines():
+    for line in lines:
         if line.startswith("soak figures: "):
             figures = json.loads(line.removeprefix("soak figures: "))
-    summary = next(
-        (ln for ln in reversed(proc.stdout.splitlines()) if " passed" in ln or " failed" in ln), ""
-    )
+    summary = next((ln for ln in reversed(lines) if " passed" in ln or " failed" in ln), "")
     result = {
         "n": n,
-        "exit_status": proc.returncode,
+        "exit_status": rc,
         "pytest": summary.strip("= "),
         "wall_seconds": round(time.monotonic() - t0, 1),
         "figures": figures,
@@ -71,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    return proc.returncode
+    return rc
 
 
 if __name__ == "__main__":

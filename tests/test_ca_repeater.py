@@ -124,6 +124,23 @@ def test_libca_client_binds_no_wildcard_repeater_port(libca):
         assert rep.wait(5) == 0
 
 
+def test_repeater_confirms_libca_empty_registration():
+    """libca registers with an empty datagram; without a confirmation it retries for ever and
+    prints "unable to contact CA repeater after 50 tries" (caproto's repeater sent none)."""
+    rport = epics_env.repeater_port_for(free_port(udp=True))
+    rep = repeater.spawn_child([rport])
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            client.settimeout(5)
+            client.sendto(b"", ("127.0.0.1", rport))
+            command, *_ = struct.unpack(">4H2I", client.recv(1024)[:16])
+            assert command == 17  # REPEATER_CONFIRM
+    finally:
+        rep.terminate()
+        rep.wait(5)
+
+
 def test_repeater_forwards_broadcast_beacons_to_registered_clients():
     import caproto
 
