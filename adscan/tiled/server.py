@@ -1,10 +1,11 @@
-"""adscan's Tiled server: a real ``tiled serve catalog`` process on 127.0.0.1.
+"""adscan's Tiled server: a real Tiled server process on 127.0.0.1 (:mod:`adscan.tiled.serve`).
 
 Embedded default (``tiled.database: sqlite``): the catalog in SQLite and the runs' scalar
 tables in DuckDB, both under ``tiled.directory`` (``{data_dir}/tiled``).  Production option
 (``tiled.database: postgresql``): a private PostgreSQL cluster (:mod:`adscan.tiled.postgres`)
 holds both, in separate databases.  The images stay in the detector's HDF5 files: Tiled only
-registers them (``-r`` the detector's ``read_path``) and decodes LZ4 server-side.
+registers them (``-r`` the detector's ``read_path``) and decodes LZ4 server-side
+(:mod:`adscan.tiled.slab`).
 
 Access needs the single-user API key, generated at the first start into ``api_key`` (mode
 0600, inside the data directory, never committed).  It is handed to Tiled by this module's
