@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import tempfile
@@ -39,15 +40,65 @@ def rss_mib(pid: int) -> float:
     return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
 
 
+def timed_request(node, stop: int) -> dict[str, float]:
+    """One ``/array/full`` request for leading indices ``0:stop``, as the client makes it:
+    wall time, the server's own ``Server-Timing`` phases (read, ETag hash, whole app), the
+    body's transfer through the client's httpx after the headers."""
+    url = node.item["links"]["full"]
+    t0 = time.perf_counter()
+    with node.context.http_client.stream(
+        "GET", url, headers={"Accept": "application/octet-stream"}, params={"slice": f"0:{stop}"}
+    ) as r:
+        t1 = time.perf_counter()
+        body = b"".join(r.iter_raw())
+        t2 = time.perf_counter()
+    phases = dict(
+        (part.split(";dur=")[0].strip(), float(part.split(";dur=")[1]) / 1000)
+        for part in r.headers.get("server-timing", "").split(",")
+        if ";dur=" in part
+    )
+    return {**phases, "wall": t2 - t0, "body": t2 - t1, "mb": len(body) / 1e6}
+
+
+def start_stock(cfg: dict):
+    """tiled's own ``tiled serve catalog`` (stock HDF5 adapter) on the same catalog, for the
+    A/B; returns its process and a configuration that reads through it."""
+    import subprocess
+
+    from adscan.ports import free_port
+    from adscan.services.processes import wait_until
+    from adscan.tiled import server
+
+    s = server.settings(cfg)
+    stock_cfg = copy.deepcopy(cfg)
+    stock_cfg["tiled"]["port"] = free_port()
+    args = server._tiled_args(s)
+    args[args.index("--port") + 1] = str(stock_cfg["tiled"]["port"])
+    env = {**server._server_env(s), "ADSCAN_BENCH_KEY": server.api_key(s)}
+    code = (
+        "import os, sys, hdf5plugin; from tiled.commandline.main import cli_app; cli_app(["
+        "'serve', 'catalog', *sys.argv[1:], '--api-key', os.environ['ADSCAN_BENCH_KEY']])"
+    )
+    log = open(s.directory / "stock.log", "wb")  # noqa: SIM115 - the process keeps it
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=log, stderr=log, env=env)
+    url = server.settings(stock_cfg).url
+    assert wait_until(lambda: server.healthy(url), 120, period=0.5), "stock Tiled did not start"
+    return proc, stock_cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="50 points (else 500)")
     ap.add_argument("--points", type=int, default=None)
+    ap.add_argument(
+        "--no-stock", action="store_true", help="skip the A/B against tiled's own HDF5 adapter"
+    )
     ap.add_argument("--repeat", type=int, default=3, help="interleaved read repetitions")
     args = ap.parse_args(argv)
     points = args.points or (50 if args.quick else 500)
     frames = 3
 
+    load_start = os.getloadavg()[0]
     root = Path(tempfile.mkdtemp(prefix="adscan-bench-tiled-"))
     port = free_ca_port()
     use_port(port)
@@ -63,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ioc, _ = start_ioc(port, Path(cfg["instrument"]["data_dir"]), f"{tag}gp:", f"{tag}kad:")
     from adscan.tiled import reader, server, writer
 
+    stock = None
     try:
         t0 = time.perf_counter()
         (info,) = server.ensure(cfg)
@@ -98,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
 
         cat = reader.open_catalog(cfg)
         (path,) = reader.image_files(cat[uid])
-        t_scalar, t_full, t_h5 = [], [], []
+        if not args.no_stock:
+            stock, stock_cfg = start_stock(cfg)
+        t_scalar, t_full, t_h5, t_req, t_stock = [], [], [], [], []
         same = True
         for _ in range(args.repeat):
             t0 = time.perf_counter()
@@ -112,6 +166,17 @@ def main(argv: list[str] | None = None) -> int:
             full = reader.open_catalog(cfg)[uid].primary["simdet_image"].read()
             t_full.append(time.perf_counter() - t0)
 
+            if stock is not None:
+                t0 = time.perf_counter()
+                old = reader.open_catalog(stock_cfg)[uid].primary["simdet_image"].read()
+                t_stock.append(time.perf_counter() - t0)
+                same = same and np.array_equal(old, full)
+                del old
+
+            t_req.append(
+                timed_request(reader.open_catalog(cfg)[uid].primary["simdet_image"], points // 2)
+            )
+
             t0 = time.perf_counter()
             with h5py.File(path, "r", locking=False) as f:
                 alone = f["/entry/data/data"][: points * frames]
@@ -121,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
             del full, alone
         rss_read = rss_mib(info.pid)
     finally:
+        if stock is not None:
+            stock.terminate()
+            stock.wait(15)
         server.stop(cfg)
         ioc.terminate()
         ioc.wait(15)
@@ -141,10 +209,43 @@ def main(argv: list[str] | None = None) -> int:
             (f"full 4-D simdet_image via Tiled (median of {args.repeat})", full_s, "s"),
             (f"the same frames with h5py alone (median of {args.repeat})", h5_s, "s"),
             ("  Tiled speed / h5py speed", h5_s / full_s, "ratio"),
+            *(
+                [
+                    (
+                        f"the same through tiled's own HDF5 adapter (median of {args.repeat})",
+                        statistics.median(t_stock),
+                        "s",
+                    ),
+                    ("  that / h5py speed", h5_s / statistics.median(t_stock), "ratio"),
+                ]
+                if t_stock
+                else []
+            ),
+            (
+                f"one request, half the array ({t_req[0]['mb']:.0f} MB), median of {args.repeat}:",
+                "",
+                "",
+            ),
+            *(
+                (f"  {label}", statistics.median(r[key] for r in t_req), "s")
+                for key, label in [
+                    ("wall", "wall time at the client"),
+                    ("read", "server: catalog lookup + HDF5 read (Server-Timing read)"),
+                    ("tok", "server: ETag hash (Server-Timing tok)"),
+                    ("app", "server: whole app (Server-Timing app)"),
+                    ("body", "body transfer through httpx after the headers"),
+                ]
+                if all(key in r for r in t_req)
+            ),
             ("Tiled server RSS idle after start", rss_idle, "MiB"),
             ("Tiled server RSS after the run was written", rss_written, "MiB"),
             ("Tiled server RSS after the reads", rss_read, "MiB"),
             ("Tiled returns the HDF5 file's pixels", str(same), ""),
+            (
+                "load average (1 min) at start / end",
+                f"{load_start:.1f} / {os.getloadavg()[0]:.1f}",
+                "",
+            ),
         ],
         {"points": points, "frames": frames, "repeat": args.repeat},
     )

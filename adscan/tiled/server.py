@@ -1,10 +1,11 @@
-"""adscan's Tiled server: a real ``tiled serve catalog`` process on 127.0.0.1.
+"""adscan's Tiled server: a real Tiled server process on 127.0.0.1 (:mod:`adscan.tiled.serve`).
 
 Embedded default (``tiled.database: sqlite``): the catalog in SQLite and the runs' scalar
 tables in DuckDB, both under ``tiled.directory`` (``{data_dir}/tiled``).  Production option
 (``tiled.database: postgresql``): a private PostgreSQL cluster (:mod:`adscan.tiled.postgres`)
 holds both, in separate databases.  The images stay in the detector's HDF5 files: Tiled only
-registers them (``-r`` the detector's ``read_path``) and decodes LZ4 server-side.
+registers them (``-r`` the detector's ``read_path``) and decodes LZ4 server-side
+(:mod:`adscan.tiled.slab`).
 
 Access needs the single-user API key, generated at the first start into ``api_key`` (mode
 0600, inside the data directory, never committed).  It is handed to Tiled by this module's
@@ -358,12 +359,13 @@ def stop(cfg: dict, timeout: float = 10.0) -> list[ServiceInfo]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m adscan.tiled.server --api-key-file F --directory D -- <tiled args>``.
 
-    Runs ``tiled serve catalog <tiled args> --api-key <key read from F>`` in this process,
-    so the key never appears on a command line.  ``--directory`` only marks the process.
+    Serves the catalog as ``tiled serve catalog <tiled args> --api-key <key read from F>``
+    would, in this process (:mod:`adscan.tiled.serve`, with adscan's HDF5 adapter), so the key
+    never appears on a command line.  ``--directory`` only marks the process.
     """
     import argparse
 
-    import hdf5plugin  # noqa: F401 - LZ4 frames decoded server-side
+    from adscan.tiled import serve
 
     parser = argparse.ArgumentParser(prog="python -m adscan.tiled.server")
     parser.add_argument("--api-key-file", required=True)
@@ -371,10 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("tiled_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     rest = args.tiled_args[1:] if args.tiled_args[:1] == ["--"] else args.tiled_args
-    key = Path(args.api_key_file).read_text().strip()
-    from tiled.commandline.main import cli_app
-
-    cli_app(["serve", "catalog", *rest, "--api-key", key], prog_name="tiled")
+    serve.serve(rest, Path(args.api_key_file).read_text().strip())
     return 0
 
 
