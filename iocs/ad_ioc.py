@@ -298,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     load_database()
     softioc.iocInit(Dispatcher(), enable_pva=False)
+    for g in ioc.groups.values():  # configuration readbacks never wait behind frame values
+        g.prioritise_early_readbacks()
     server = Server(providers=[{f"{args.prefix}Pva1:Image": pva_pv}], useenv=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -173,6 +173,28 @@ class Group:
 
         return validate
 
+    def prioritise_early_readbacks(self) -> int:
+        """After iocInit: the readbacks :meth:`_early_rbv` sets go through the high-priority
+        callback thread (``PRIO=HIGH``); how many.
+
+        A softioc input record posts its value from the callback thread of its ``PRIO``
+        (scanIoRequest); at frame rate the low-priority one queues ~60 values a frame, and a
+        configuration write's readback (ImageMode, BlockingCallbacks, ...) waited over 10 s
+        behind them under load.  Only readbacks of writes no behaviour acts on move: they
+        are not part of a frame's sequence, and a HIGH one can only arrive earlier.  Frame
+        values, AcquireBusy and the behaviours' readbacks stay on cbLow, in order.
+        """
+        if self.active is None:
+            return 0
+        moved = 0
+        for spec in self.specs.values():
+            if spec.rtype == "disa" or not self._is_out(spec) or spec.name in self.active:
+                continue
+            if spec.rbv and spec.rbv in self.records:
+                self.records[spec.rbv].set_field("PRIO", "HIGH")
+                moved += 1
+        return moved
+
     def _updater(self, name: str):
         def on_update(value):
             self._client_put(name, value)
