@@ -24,8 +24,6 @@ SIGNAL_RETRY_TIMEOUT = 5.0
 
 
 def _signals(device: Any, all_signals: bool) -> list[Any]:
-    if not hasattr(device, "walk_signals"):  # a single signal
-        return [device]
     return [w.item for w in device.walk_signals(include_lazy=all_signals)]
 
 
