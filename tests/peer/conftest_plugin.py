@@ -14,6 +14,9 @@ the installed test modules against a private simulator IOC.  It:
   (two client libraries on the caproto layer), so ``stage`` could read a readback from
   before the write (a race in the test, seen in CI, not in the IOC; the test still compares
   every readback itself);
+* on the pyepics layer, makes ophyd's ``release_pvs`` wait for the PV's metadata task
+  (``pyepics_release.py``: clearing a channel that task still reads segfaults the client,
+  bluesky/ophyd#937; seen in CI in ophyd's ``ad_prefix`` fixture);
 * with ``ADSCAN_PEER_LAYER`` (ophyd's suite, whose conftest runs every test on both control
   layers), deselects the other layer's cases, so each layer runs in its own process;
 * appends every test's outcome to ``ADSCAN_PEER_RESULTS`` (JSON lines, keyed
@@ -205,6 +208,12 @@ def pytest_configure(config):
         "local: apstools tests run locally only",
     ):
         config.addinivalue_line("markers", marker)
+    if os.environ.get("ADSCAN_PEER_LAYER") == "pyepics":
+        import ophyd
+        from ophyd import _pyepics_shim
+        from pyepics_release import patch
+
+        patch(_pyepics_shim, (ophyd.cl,))
     if _private_tmp() is not None:
         Path(_private_tmp()[0]).mkdir(parents=True, exist_ok=True)
         try:
