@@ -94,6 +94,25 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def listener(port: int) -> str:
+    """Who listens on TCP ``port`` (pid and command line), for a "port in use" error; a
+    process of another user shows as "another user's process" (its pid is hidden)."""
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, OSError):
+        conns = []
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+            if c.pid is None:
+                return "another user's process"
+            try:
+                cmd = " ".join(psutil.Process(c.pid).cmdline())[:200]
+            except psutil.Error:
+                cmd = "?"
+            return f"pid {c.pid} ({cmd})"
+    return "an unknown process"
+
+
 def tail(path: Path, lines: int = 25) -> str:
     """The last ``lines`` lines of a log, for error messages."""
     try:

@@ -23,6 +23,7 @@ from adscan.services.processes import (
     ServiceInfo,
     check_loopback,
     child_env,
+    listener,
     live_pid,
     logs_dir,
     pid_alive,
@@ -236,7 +237,10 @@ def ensure_re_manager(cfg: dict, timeout: float = RE_MANAGER_START_TIMEOUT) -> S
         host, port = zmq_host_port(qs[key])
         check_loopback(f"queueserver.{key}", host)
         if port_open("127.0.0.1", port):
-            raise ServiceError(f"port {port} ({key}) is in use by something that is not answering")
+            raise ServiceError(
+                f"port {port} ({key}) is in use by {listener(port)}, which does not answer"
+                " as an RE Manager"
+            )
     conf_path = write_qserver_config(cfg)
     env = child_env(cfg)  # the worker gets the loopback CA settings and port
     ensure_ca_repeater(cfg, env)
