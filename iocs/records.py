@@ -11,6 +11,13 @@ Writes: every output record is *blocking* (PACT until its behaviour ran) and pro
 every put (``always_update``); behaviour runs in one dispatcher thread in arrival order, so
 the last write wins and a put callback completes only after the readback (``_RBV``) was set,
 as in an asyn driver whose ``writeXxx`` sets the readback within the write.
+
+The IOC's own writes to output records (``AcquireBusy`` 1 then 0, ``Acquire`` back to 0,
+``Capture`` back to 0) each reach clients as a monitor, in order: such a record posts its
+value when its processing completes, so a second write while the first is still PACT would
+overwrite it unseen ("1" never posted, "0" no change) and ophyd, waiting for AcquireBusy's
+1 -> 0 edge, would wait forever.  :meth:`Group.set` therefore first waits (bounded) until the
+record's previous processing completed; see :func:`await_posted`.
 """
 
 from __future__ import annotations
@@ -34,6 +41,38 @@ KEEP_RBV = object()
 OUT_TYPES = {"ao", "longout", "bo", "busy", "mbbo", "stringout", "calcout", "fanout", "asyn"}
 
 
+#: how long an IOC-side write waits for the record's previous value to be posted
+POST_WAIT_S = 10.0
+
+_THREAD = threading.local()
+
+
+def on_dispatcher_thread() -> bool:
+    """True in the thread that runs put behaviour (it completes PACT records: never wait)."""
+    return getattr(_THREAD, "dispatcher", False)
+
+
+def await_posted(rec, name: str, timeout: float = POST_WAIT_S) -> bool:
+    """Wait until ``rec`` is not PACT (its last value was posted to clients); False on timeout.
+
+    Returns at once on the dispatcher thread, whose queue holds the completion waited for.
+    """
+    record = getattr(rec, "_record", None)  # None before iocInit: nothing posted yet
+    if record is None or on_dispatcher_thread() or not record.PACT:
+        return True
+    deadline = time.monotonic() + timeout
+    pause = 0.0002
+    while record.PACT:
+        if time.monotonic() > deadline:
+            logger.error(
+                "%s: previous value not posted after %.0f s; writing anyway", name, timeout
+            )
+            return False
+        time.sleep(pause)
+        pause = min(2 * pause, 0.005)
+    return True
+
+
 class Dispatcher:
     """softioc dispatcher: put behaviour in one thread, first come first served."""
 
@@ -46,6 +85,7 @@ class Dispatcher:
         self.q.put((func, func_args, completion, completion_args))
 
     def _run(self) -> None:
+        _THREAD.dispatcher = True
         while True:
             func, args, completion, cargs = self.q.get()
             try:
@@ -227,6 +267,7 @@ class Group:
             except (TypeError, ValueError):
                 pass
         if self._is_out(spec):
+            await_posted(rec, self.prefix + name)  # never overwrite a value clients have not seen
             with self._lock:
                 self._internal.setdefault(name, []).append((value, time.monotonic()))
         rec.set(value)
