@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     from p4p.server.thread import SharedPV
     from softioc import softioc
 
+    from . import callback_queue
     from .frames import DTYPES
     from .records import Dispatcher
 
@@ -311,11 +312,15 @@ def main(argv: list[str] | None = None) -> int:
         f"pva={conf.get('EPICS_PVAS_BROADCAST_PORT')} startup_s={time.monotonic() - t0:.2f}",
         flush=True,
     )
+    overflow = callback_queue.OverflowWatch()
     while not stop.wait(0.5):
+        overflow.poll()
         if args.parent_pid and os.getppid() != args.parent_pid:
             break  # the launcher is gone (its death signal can be missed): never an orphan
     # close files, but never linger: clients must see the circuits close promptly
     threading.Timer(8.0, os._exit, args=(0,)).start()
+    overflow.poll()
+    print(f"callback queues at exit: {callback_queue.status()}", flush=True)
     ioc.shutdown()
     server.stop()
     sys.stdout.flush()
