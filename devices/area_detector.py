@@ -17,6 +17,7 @@ from ophyd.areadetector.plugins import (
     ROIPlugin_V34,
     StatsPlugin_V34,
 )
+from ophyd.status import StatusTimeoutError
 
 from adscan.devices.fast_trigger import CachedADTriggerStatus, LeanStaging, levers_enabled
 
@@ -83,7 +84,7 @@ class MyROIPlugin(ROIPlugin_V34, LeanStaging):
 
 
 class SingleTriggerV34(SingleTrigger_V34):
-    """apstools' ``SingleTrigger_V34`` with ophyd's trigger race closed.
+    """apstools' ``SingleTrigger_V34`` with ophyd's trigger race closed, and a deadline.
 
     ophyd's ``SingleTrigger.trigger()`` returns ``self._status``, which the acquisition
     callback (a CA thread) sets to ``None`` when AcquireBusy falls.  With short exposures
@@ -91,26 +92,69 @@ class SingleTriggerV34(SingleTrigger_V34):
     ``None`` ("'NoneType' object has no attribute 'add_callback'").  Here the status
     object created is the one returned.
 
+    A trigger not done after ``trigger_slack`` x its frames' time + ``trigger_margin`` s
+    fails (ophyd's ``StatusTimeoutError``) and the detector's state is logged: a detector
+    that stops finishing (IOC alive, AcquireBusy never falling) closes the run with a
+    reason instead of holding the queue forever.
+
     The status is ``CachedADTriggerStatus`` (no CA read before the Acquire put; the frame
     count is the cam's ``num_images``, read once at stage) unless ``ADSCAN_CLIENT_LEVERS=0``.
     """
 
+    trigger_slack: float = 2.0
+    trigger_margin: float = 60.0
+
     def stage(self):
         self._adscan_frames = None
         staged = super().stage()
+        frames = int(self.cam.num_images.get(use_monitor=False))
         if levers_enabled():
-            self._adscan_frames = int(self.cam.num_images.get(use_monitor=False))
+            self._adscan_frames = frames
+        period = max(float(self.cam.acquire_time.get()), float(self.cam.acquire_period.get()))
+        self._adscan_trigger_timeout = self.trigger_slack * frames * period + self.trigger_margin
         return staged
 
     def trigger(self):
         if self._staged != Staged.yes:
             raise RuntimeError("This detector is not ready to trigger: stage() it first.")
         fast = getattr(self, "_adscan_frames", None) is not None
-        status = (CachedADTriggerStatus if fast else self._status_type)(self)
+        timeout = getattr(self, "_adscan_trigger_timeout", None)
+        status = (CachedADTriggerStatus if fast else self._status_type)(self, timeout=timeout)
+        status.add_callback(self._report_stall)
         self._status = status
         self._acquisition_signal.put(1, wait=False)
         self.generate_datum(self._image_name, time.time(), {})
         return status
+
+    def _report_stall(self, status) -> None:
+        if not isinstance(status.exception(), StatusTimeoutError):
+            return
+        if self._status is status:
+            self._status = None  # a late AcquireBusy fall must not finish a failed status
+        logger.error(
+            "%s: trigger not done after %.1f s; %s", self.name, status.timeout, self.state_line()
+        )
+
+    def state_line(self) -> str:
+        """The acquisition's state as the IOC reports it (for a stall's log line)."""
+        parts = []
+        for sig in (
+            self.cam.acquire,
+            self.cam.acquire_busy,
+            self.cam.detector_state,
+            self.cam.num_images_counter,
+            self.cam.num_images,
+            self.hdf1.capture,
+            self.hdf1.num_captured,
+        ):
+            try:
+                value = sig.get(as_string=True, timeout=2)
+            except TypeError:  # a signal without as_string
+                value = sig.get(timeout=2)
+            except Exception as ex:  # noqa: BLE001 - report what can be read
+                value = f"unreadable ({type(ex).__name__})"
+            parts.append(f"{sig.dotted_name}={value}")
+        return " ".join(parts)
 
 
 class SimDetector_V34(SingleTriggerV34, DetectorBase, LeanStaging):
