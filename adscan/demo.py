@@ -137,7 +137,10 @@ def queue_plans(
                     f"{res.get('msg')}; the queue stopped (see `./run status`)"
                 )
             if time.monotonic() - t0 > timeout:
-                raise TimeoutError(f"queue not done after {timeout} s")
+                raise TimeoutError(
+                    f"queue not done after {timeout} s; it is still running (`./run status`; "
+                    "`qserver re pause immediate` then `qserver re abort` stops the plan)"
+                )
             time.sleep(0.2)
         return rm.history_get()["items"][before:]
     finally:
