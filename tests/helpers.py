@@ -96,7 +96,12 @@ def start_ioc(
     timeout: float = 90.0,
 ) -> subprocess.Popen:
     """Start ``python -m adscan.iocs`` (the one launcher) and return once it printed READY;
-    options left None keep the configured defaults (startup/iconfig.yml)."""
+    options left None keep the configured defaults (startup/iconfig.yml).
+
+    Unlike a service's IOC it dies with the test process (``PR_SET_PDEATHSIG``), so a killed
+    test session leaves no IOC behind; call it from the main thread (the signal follows the
+    spawning thread)."""
+    from adscan.ca_repeater import die_with_parent
     from adscan.services import ioc_argv, ioc_env
     from adscan.services import start_ioc as launch
 
@@ -110,7 +115,9 @@ def start_ioc(
         cols=cols,
         velocity=velocity,
     )
-    return launch(argv, data_dir / f"ioc-{port}.log", env=ioc_env(port), timeout=timeout).proc
+    log = data_dir / f"ioc-{port}.log"
+    preexec = die_with_parent(signal.SIGTERM)
+    return launch(argv, log, env=ioc_env(port), timeout=timeout, preexec_fn=preexec).proc
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> int | None:

@@ -245,3 +245,29 @@ def test_launcher_children_end_when_it_is_killed(tmp_path):
     while alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(), [(k.pid, k.cmdline()[:4]) for k in alive()]
+
+
+def test_test_session_ioc_ends_when_the_session_is_killed(tmp_path):
+    """A test process started an IOC (``helpers.start_ioc``) and was SIGKILLed: the
+    launcher and its children end too (a killed CI run leaves no IOC holding ports)."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import helpers; from pathlib import Path\n"
+        "p = helpers.start_ioc(port=int(sys.argv[2]), motors_prefix='dwp:', "
+        "ad_prefix='dwpad:', data_dir=Path(sys.argv[3]), rows=16, cols=16)\n"
+        "print(p.pid, flush=True); sys.stdin.read()\n"
+    )
+    tests_dir = str(Path(__file__).resolve().parent)
+    argv = [sys.executable, "-c", code, tests_dir, str(free_port(udp=True)), str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADSCAN_TEST_CA_PORTS")}
+    session = subprocess.Popen(
+        argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        launcher = psutil.Process(int(session.stdout.readline()))
+        family = [launcher, *launcher.children(recursive=True)]
+        assert len(family) >= 4, [k.cmdline()[:4] for k in family]  # + repeater, 2 IOCs
+    finally:
+        session.kill()
+        session.wait(10)
+    gone, alive = psutil.wait_procs(family, timeout=20)
+    assert not alive, [(k.pid, k.cmdline()[:4]) for k in alive]
