@@ -240,5 +240,5 @@ class Camera:
                     p.abort("Capture stopped: acquisition aborted")
         with self.lock:
             self.acquiring = False
-        g.set("Acquire", "Done")
-        g.set("AcquireBusy", "Done")
+        g.set("Acquire", "Done", edge=True)  # clients wait for these 1 -> 0 edges
+        g.set("AcquireBusy", "Done", edge=True)

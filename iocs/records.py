@@ -12,12 +12,13 @@ every put (``always_update``); behaviour runs in one dispatcher thread in arriva
 the last write wins and a put callback completes only after the readback (``_RBV``) was set,
 as in an asyn driver whose ``writeXxx`` sets the readback within the write.
 
-The IOC's own writes to output records (``AcquireBusy`` 1 then 0, ``Acquire`` back to 0,
-``Capture`` back to 0) each reach clients as a monitor, in order: such a record posts its
-value when its processing completes, so a second write while the first is still PACT would
+The IOC's own edges on output records (``AcquireBusy`` 1 then 0, ``Acquire`` back to 0)
+each reach clients as a monitor, in order: such a record posts its value when its
+processing completes, so a second write while the first is still PACT would
 overwrite it unseen ("1" never posted, "0" no change) and ophyd, waiting for AcquireBusy's
-1 -> 0 edge, would wait forever.  :meth:`Group.set` therefore first waits (bounded) until the
-record's previous processing completed; see :func:`await_posted`.
+1 -> 0 edge, would wait forever.  For such edges (``Group.set(..., edge=True)``) the write
+first waits (bounded) until the record's previous processing completed; see
+:func:`await_posted`.
 """
 
 from __future__ import annotations
@@ -253,8 +254,13 @@ class Group:
         """Current value of PV suffix ``name`` (enums as their strings)."""
         return self._py(name, self.records[name].get())
 
-    def set(self, name: str, value, only_changed: bool = False) -> None:
-        """Write ``value`` from the IOC side (posts monitors; runs no behaviour)."""
+    def set(self, name: str, value, only_changed: bool = False, edge: bool = False) -> None:
+        """Write ``value`` from the IOC side (posts monitors; runs no behaviour).
+
+        ``edge``: a transition clients wait for (AcquireBusy/Acquire back to 0): an output
+        record's previous value is posted first (:func:`await_posted`).  Other values may
+        be merged (last write wins), as ADCore's parameter callbacks may be: waiting there
+        would tie a plugin thread's throughput to the put dispatcher's latency."""
         rec = self.records[name]
         spec = self.specs[name]
         if spec.enums and isinstance(value, str):
@@ -267,7 +273,8 @@ class Group:
             except (TypeError, ValueError):
                 pass
         if self._is_out(spec):
-            await_posted(rec, self.prefix + name)  # never overwrite a value clients have not seen
+            if edge:
+                await_posted(rec, self.prefix + name)  # clients must see the value before
             with self._lock:
                 self._internal.setdefault(name, []).append((value, time.monotonic()))
         rec.set(value)

@@ -53,7 +53,7 @@ def main() -> int:
     for _ in range(args.cycles):
         group.set("AcquireBusy", "Acquiring")
         time.sleep(0.01)
-        group.set("AcquireBusy", "Done")
+        group.set("AcquireBusy", "Done", edge=True)
         time.sleep(0.2)
     print("DONE", flush=True)
     print(json.dumps(callback_queue.status()), flush=True)
