@@ -149,8 +149,6 @@ class SingleTriggerV34(SingleTrigger_V34):
         ):
             try:
                 value = sig.get(as_string=True, timeout=2)
-            except TypeError:  # a signal without as_string
-                value = sig.get(timeout=2)
             except Exception as ex:  # noqa: BLE001 - report what can be read
                 value = f"unreadable ({type(ex).__name__})"
             parts.append(f"{sig.dotted_name}={value}")

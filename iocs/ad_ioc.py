@@ -12,6 +12,7 @@ close open files (valid HDF5) before the process exits 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -320,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     # close files, but never linger: clients must see the circuits close promptly
     threading.Timer(8.0, os._exit, args=(0,)).start()
     overflow.poll()
-    print(f"callback queues at exit: {callback_queue.status()}", flush=True)
     ioc.shutdown()
+    with contextlib.suppress(Exception):  # a diagnostic: never in the way of the shutdown
+        print(f"callback queues at exit: {callback_queue.status()}", flush=True)
     server.stop()
     sys.stdout.flush()
     sys.stderr.flush()

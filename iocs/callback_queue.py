@@ -11,6 +11,7 @@ says so in the IOC's log (areaDetector IOCs then raise ``callbackSetQueueSize`` 
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 
 logger = logging.getLogger("adscan.ioc.callbacks")
@@ -29,17 +30,20 @@ class QueueStats(ctypes.Structure):
     ]
 
 
-def _db_core():
+@functools.cache
+def _queue_status_fn():
+    """EPICS base's ``callbackQueueStatus`` with its C signature (softioc loads on first use)."""
     from softioc import imports
 
-    return imports.dbCore
+    fn = imports.dbCore.callbackQueueStatus
+    fn.argtypes = (ctypes.c_int, ctypes.POINTER(QueueStats))
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def status(reset: bool = False) -> dict[str, object]:
     """Size, entries in use, high-water marks and overflows per priority (after iocInit)."""
-    fn = _db_core().callbackQueueStatus
-    fn.argtypes = (ctypes.c_int, ctypes.POINTER(QueueStats))
-    fn.restype = ctypes.c_int
+    fn = _queue_status_fn()
     stats = QueueStats()
     if fn(int(reset), ctypes.byref(stats)) != 0:
         raise RuntimeError("callbackQueueStatus failed (callback queues not running)")
