@@ -41,6 +41,23 @@ QSERVER = str(Path(sys.executable).with_name("qserver"))
 # --------------------------------------------------------------------------- configuration
 
 
+#: set to 1 to refresh the screenshots in docs/images/ from a test run (off: the tree stays clean)
+UPDATE_DOC_IMAGES = "ADSCAN_UPDATE_DOC_IMAGES"
+
+
+def publish_doc_image(src: Path, name: str) -> Path | None:
+    """Copy a screenshot a test drew into ``docs/images/<name>`` when
+    ``ADSCAN_UPDATE_DOC_IMAGES=1``; otherwise leave the committed image alone (None)."""
+    import shutil
+
+    if os.environ.get(UPDATE_DOC_IMAGES) != "1":
+        return None
+    target = Path(__file__).resolve().parent.parent / "docs" / "images" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, target)
+    return target
+
+
 def write_iconfig(
     directory: Path, *, tag: str = TAG, ca_port: int | None = None, simulate: bool = True, edit=None
 ) -> Path:

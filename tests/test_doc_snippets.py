@@ -20,6 +20,7 @@ A bash block runs with ``set -euo pipefail``: any failing command fails the test
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import subprocess
@@ -251,3 +252,34 @@ def test_snippets_run(service, doc):
         assert len(python_blocks((REPO / doc).read_text())) == n
     else:
         assert ran > 0 or all(b["marker"] for b in blocks(doc)), doc
+
+
+def _readme_table_commands() -> list[list[str]]:
+    """The sub-commands of the README's command table (``./run up`` / ``down`` / ...)."""
+    commands = []
+    for row in (REPO / "README.md").read_text().splitlines():
+        first = row.split("|")[1] if row.startswith("| `./run ") else ""
+        for i, cell in enumerate(re.findall(r"`([^`]+)`", first)):
+            words = cell.split()[1:] if i == 0 else cell.split()
+            commands.append(words)
+    return commands
+
+
+def test_run_without_a_command_prints_its_usage():
+    """``./run`` and ``./run help``: the README's entry point explains itself (exit 0)."""
+    for argv in (["./run"], ["./run", "help"]):
+        proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, (argv, proc.stderr[-2000:])
+        assert "./run demo" in proc.stdout and "./run test" in proc.stdout, proc.stdout
+        assert "usage: adscan" in proc.stdout and "verify" in proc.stdout, proc.stdout
+
+
+def test_every_command_of_the_readme_table_exists():
+    """Each ``./run <cmd>`` the README's table lists is a sub-command ``adscan`` accepts."""
+    commands = _readme_table_commands()
+    assert len(commands) >= 8 and ["ioc", "--help"] in commands, commands
+    adscan = str(Path(sys.executable).with_name("adscan"))
+    for words in commands:
+        sub = list(itertools.takewhile(re.compile(r"[a-z][a-z-]*$").match, words))
+        proc = subprocess.run([adscan, *sub, "--help"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "usage:" in proc.stdout, (words, proc.stderr[-2000:])

@@ -32,7 +32,6 @@ from adscan.services import proxy
 pytestmark = pytest.mark.timeout(600)
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGES = REPO / "docs" / "images"
 
 
 class Collector:
@@ -262,13 +261,13 @@ def test_watch_prints_table_and_progress(live_runs):
 
 def test_watch_png_written_during_grid(live_runs):
     import matplotlib.image as mpimg
+    from helpers import publish_doc_image
 
     assert live_runs["png_during_grid"] is not None, "no PNG while the grid scan ran"
     for png in (live_runs["png"], live_runs["png_during_grid"]):
         image = mpimg.imread(png)
         assert image.shape[0] > 200 and image.shape[1] > 400 and image.std() > 0.01
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    shutil.copy(live_runs["png_during_grid"], IMAGES / "watch-grid.png")  # the README's
+    publish_doc_image(live_runs["png_during_grid"], "watch-grid.png")  # the README's
 
 
 def _progress(rm) -> dict:

@@ -339,12 +339,13 @@ def test_queue_monitor_shows_progress_while_a_plan_runs(queued, tmp_path):
     """What a GUI user sees of a running scan: the RUNNING PLAN box and the console lines.
 
     bluesky-widgets 0.0.18 has no progress widget; the worker's per-point lines
-    (adscan.callbacks.progress) are the progress it shows.  The screenshot is docs/images/.
+    (adscan.callbacks.progress) are the progress it shows.  The screenshot is in docs/images/;
+    ``ADSCAN_UPDATE_DOC_IMAGES=1`` refreshes it.
     """
     import re
-    import shutil
 
     from bluesky_queueserver_api import BPlan
+    from helpers import publish_doc_image
 
     cfg, rm = queued
     assert rm.item_add(BPlan("adscan_scan", "m1", -1, 1, 150, frames=1))["success"]
@@ -355,10 +356,7 @@ def test_queue_monitor_shows_progress_while_a_plan_runs(queued, tmp_path):
     assert result["manager_state"] == "executing_queue", diag
     assert "adscan_scan" in result["running_plan"] and "In progress" in result["running_plan"]
     assert len(re.findall(PROGRESS_LINE, result["console_tail"])) >= 3, diag
-    shutil.copy(
-        tmp_path / "queue-monitor.png",
-        Path(__file__).resolve().parent.parent / "docs/images/queue-monitor-progress.png",
-    )
+    publish_doc_image(tmp_path / "queue-monitor.png", "queue-monitor-progress.png")
     rm.wait_for_idle(timeout=180)
     assert rm.history_get()["items"][-1]["result"]["exit_status"] == "completed"
 
