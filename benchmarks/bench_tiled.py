@@ -9,7 +9,9 @@ compared.  Then, over HTTP through the Tiled client, ``repeat`` interleaved time
 reported):
 
 * the scalar table (``run.primary.read(variables=[stats, ...])``) plus one image slice,
-* the full 4-D ``simdet_image`` array, against h5py reading the same HDF5 file alone,
+* the full 4-D ``simdet_image`` array, through the client's ``read()`` and through
+  :func:`adscan.tiled.bulk.read_array` (1 and 2 connections), against h5py reading the same
+  HDF5 file alone,
 
 and the Tiled server's RSS (with its children) idle after start, after writing, after reads.
 Usage: ``python benchmarks/bench_tiled.py [--quick] [--points N] [--repeat R]``
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg["tiled"] = {"port": free_port(), "directory": str(root / "data" / "tiled")}
     ioc, _ = start_ioc(port, Path(cfg["instrument"]["data_dir"]), f"{tag}gp:", f"{tag}kad:")
-    from adscan.tiled import reader, server, writer
+    from adscan.tiled import bulk, reader, server, writer
 
     stock = None
     try:
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_stock:
             stock, stock_cfg = start_stock(cfg)
         t_scalar, t_full, t_h5, t_req, t_stock = [], [], [], [], []
+        t_bulk, t_bulk1 = [], []
         same = True
         for _ in range(args.repeat):
             t0 = time.perf_counter()
@@ -165,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             full = reader.open_catalog(cfg)[uid].primary["simdet_image"].read()
             t_full.append(time.perf_counter() - t0)
+
+            for n, times in ((1, t_bulk1), (bulk.DEFAULT_CONNECTIONS, t_bulk)):
+                t0 = time.perf_counter()
+                node = reader.open_catalog(cfg)[uid].primary["simdet_image"]
+                fast = bulk.read_array(node, connections=n)
+                times.append(time.perf_counter() - t0)
+                same = same and np.array_equal(fast, full)
+                del fast
 
             if stock is not None:
                 t0 = time.perf_counter()
@@ -209,6 +220,18 @@ def main(argv: list[str] | None = None) -> int:
             (f"full 4-D simdet_image via Tiled (median of {args.repeat})", full_s, "s"),
             (f"the same frames with h5py alone (median of {args.repeat})", h5_s, "s"),
             ("  Tiled speed / h5py speed", h5_s / full_s, "ratio"),
+            (
+                f"the same via tiled.bulk.read_array, 1 connection (median of {args.repeat})",
+                statistics.median(t_bulk1),
+                "s",
+            ),
+            ("  that / h5py speed", h5_s / statistics.median(t_bulk1), "ratio"),
+            (
+                f"the same via read_array, {bulk.DEFAULT_CONNECTIONS} connections (default)",
+                statistics.median(t_bulk),
+                "s",
+            ),
+            ("  that / h5py speed", h5_s / statistics.median(t_bulk), "ratio"),
             *(
                 [
                     (

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 from adscan.ports import free_port
-from adscan.tiled import importer, reader, server, writer
+from adscan.tiled import bulk, importer, reader, server, writer
 
 pytestmark = pytest.mark.timeout(600)  # the demo test alone took 122-300 s on a loaded machine
 
@@ -223,6 +223,11 @@ def check_run(cat, uid: str, documents: list[tuple[str, dict]]) -> int:
             )
         # a slice made by the server
         node = run.primary[IMAGE]
+        # the bulk path: one array, whole or sliced, split in one-point requests over 2 sockets
+        np.testing.assert_array_equal(bulk.read_array(node), images)
+        np.testing.assert_array_equal(
+            bulk.read_array(node, slice(1, points), max_bytes=images[0].nbytes), images[1:]
+        )
         np.testing.assert_array_equal(
             node[points - 1, FRAMES - 1, 10:20, 30:45], dset[points * FRAMES - 1, 10:20, 30:45]
         )
@@ -246,6 +251,18 @@ def test_four_plans_written_live_into_sqlite_tiled(sqlite_cfg, runs):
         assert cat[uid[:8]].start["uid"] == uid
     assert sqlite_cfg["tiled"]["directory"] in str(server.settings(sqlite_cfg).directory)
     assert (Path(sqlite_cfg["tiled"]["directory"]) / "catalog.db").exists()
+
+
+def test_bulk_read_of_a_shape_the_server_does_not_have_is_a_clear_error(
+    sqlite_cfg, runs, monkeypatch
+):
+    """read_array never returns a guess: a stale shape (a run grown or cut) is refused."""
+    uid, _ = runs["adscan_scan"]
+    node = reader.open_catalog(sqlite_cfg)[uid].primary[IMAGE]
+    real = tuple(node.shape)
+    monkeypatch.setattr(type(node), "shape", property(lambda self: (real[0] + 2, *real[1:])))
+    with pytest.raises(bulk.BulkReadError, match=r"simdet_image\[0:"):
+        bulk.read_array(node)
 
 
 def test_search_by_plan_scan_id_and_time(sqlite_cfg, runs):
