@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,11 +49,9 @@ UPDATE_DOC_IMAGES = "ADSCAN_UPDATE_DOC_IMAGES"
 def publish_doc_image(src: Path, name: str) -> Path | None:
     """Copy a screenshot a test drew into ``docs/images/<name>`` when
     ``ADSCAN_UPDATE_DOC_IMAGES=1``; otherwise leave the committed image alone (None)."""
-    import shutil
-
     if os.environ.get(UPDATE_DOC_IMAGES) != "1":
         return None
-    target = Path(__file__).resolve().parent.parent / "docs" / "images" / name
+    target = REPO / "docs" / "images" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(src, target)
     return target

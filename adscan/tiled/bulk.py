@@ -17,6 +17,7 @@ decodes one slab while the previous one crosses the socket.  Anything it cannot 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import math
 import threading
@@ -63,7 +64,7 @@ def read_array(
     slabs = [(a, min(a + rows, hi)) for a in range(lo, hi, rows)]
     request = _Request.from_node(node, timeout)
     flat = out.reshape(-1).view(np.uint8)
-    work = list(enumerate(slabs))
+    work = iter(slabs)
     errors: list[BaseException] = []
     lock = threading.Lock()
 
@@ -71,9 +72,10 @@ def read_array(
         with request.connection() as conn:
             while True:
                 with lock:
-                    if not work or errors:
-                        return
-                    _, (a, b) = work.pop(0)
+                    slab = None if errors else next(work, None)
+                if slab is None:
+                    return
+                a, b = slab
                 start = (a - lo) * per_index
                 try:
                     request.get(conn, a, b, shape, flat[start : start + (b - a) * per_index])
@@ -82,11 +84,12 @@ def read_array(
                         errors.append(exc)
                     return
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, connections))]
-    for t in threads[1:]:
+    others = max(1, min(connections, len(slabs))) - 1  # this thread is the first connection
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(others)]
+    for t in threads:
         t.start()
     worker()
-    for t in threads[1:]:
+    for t in threads:
         t.join()
     if errors:
         raise errors[0]
@@ -110,13 +113,14 @@ class _Request:
         headers.update({"Accept": "application/octet-stream", "Accept-Encoding": "identity"})
         return cls(url, headers, timeout, f"{node.uri}")
 
-    def connection(self) -> http.client.HTTPConnection:
+    def connection(self) -> contextlib.closing[http.client.HTTPConnection]:
+        """A new keep-alive connection, closed when its ``with`` block ends."""
         kind = (
             http.client.HTTPSConnection
             if self.parts.scheme == "https"
             else http.client.HTTPConnection
         )
-        return _Closing(kind(self.parts.hostname, self.parts.port, timeout=self.timeout))
+        return contextlib.closing(kind(self.parts.hostname, self.parts.port, timeout=self.timeout))
 
     def get(self, conn, a: int, b: int, shape: tuple, into: np.ndarray) -> None:
         expected = ",".join(map(str, (b - a, *shape[1:])))
@@ -146,16 +150,3 @@ class _Request:
                 f"{self.where}[{a}:{b}]: the server sent {got + extra} bytes or more, "
                 f"the array's structure says {len(view)}"
             )
-
-
-class _Closing:
-    """An HTTP connection as a context manager (closed on exit)."""
-
-    def __init__(self, conn: http.client.HTTPConnection):
-        self.conn = conn
-
-    def __enter__(self) -> http.client.HTTPConnection:
-        return self.conn
-
-    def __exit__(self, *exc) -> None:
-        self.conn.close()
