@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import free_ca_port, report, start_ioc, use_port  # noqa: E402
 
+IMAGE = "primary/simdet_image"  # one request; run.primary["simdet_image"] takes four
 SCALARS = ["simdet_stats1_total", "simdet_stats1_max_value", "simdet_stats1_unique_id"]
 
 
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_stock:
             stock, stock_cfg = start_stock(cfg)
         t_scalar, t_full, t_h5, t_req, t_stock = [], [], [], [], []
-        t_bulk, t_bulk1 = [], []
+        t_bulk, t_bulk1, t_walk, t_path = [], [], [], []
         same = True
         for _ in range(args.repeat):
             t0 = time.perf_counter()
@@ -166,12 +167,19 @@ def main(argv: list[str] | None = None) -> int:
             assert table["simdet_stats1_total"].shape == (points,) and frame.ndim == 2
 
             t0 = time.perf_counter()
-            full = reader.open_catalog(cfg)[uid].primary["simdet_image"].read()
+            reader.open_catalog(cfg)[uid].primary["simdet_image"]
+            t_walk.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            reader.open_catalog(cfg)[uid][IMAGE]
+            t_path.append(time.perf_counter() - t0)
+
+            t0 = time.perf_counter()
+            full = reader.open_catalog(cfg)[uid][IMAGE].read()
             t_full.append(time.perf_counter() - t0)
 
             for n, times in ((1, t_bulk1), (bulk.DEFAULT_CONNECTIONS, t_bulk)):
                 t0 = time.perf_counter()
-                node = reader.open_catalog(cfg)[uid].primary["simdet_image"]
+                node = reader.open_catalog(cfg)[uid][IMAGE]
                 fast = bulk.read_array(node, connections=n)
                 times.append(time.perf_counter() - t0)
                 same = same and np.array_equal(fast, full)
@@ -179,14 +187,12 @@ def main(argv: list[str] | None = None) -> int:
 
             if stock is not None:
                 t0 = time.perf_counter()
-                old = reader.open_catalog(stock_cfg)[uid].primary["simdet_image"].read()
+                old = reader.open_catalog(stock_cfg)[uid][IMAGE].read()
                 t_stock.append(time.perf_counter() - t0)
                 same = same and np.array_equal(old, full)
                 del old
 
-            t_req.append(
-                timed_request(reader.open_catalog(cfg)[uid].primary["simdet_image"], points // 2)
-            )
+            t_req.append(timed_request(reader.open_catalog(cfg)[uid][IMAGE], points // 2))
 
             t0 = time.perf_counter()
             with h5py.File(path, "r", locking=False) as f:
@@ -215,6 +221,16 @@ def main(argv: list[str] | None = None) -> int:
             (
                 f"scalar table + one image slice via Tiled (median of {args.repeat})",
                 statistics.median(t_scalar),
+                "s",
+            ),
+            (
+                f"look-up: catalog, run, run.primary['simdet_image'] (median of {args.repeat})",
+                statistics.median(t_walk),
+                "s",
+            ),
+            (
+                f"look-up: catalog, run, run['{IMAGE}'] (median of {args.repeat})",
+                statistics.median(t_path),
                 "s",
             ),
             (f"full 4-D simdet_image via Tiled (median of {args.repeat})", full_s, "s"),

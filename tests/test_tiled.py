@@ -223,8 +223,12 @@ def check_run(cat, uid: str, documents: list[tuple[str, dict]]) -> int:
             )
         # a slice made by the server
         node = run.primary[IMAGE]
+        # the same array node in one request (what the README shows)
+        by_path = run[f"primary/{IMAGE}"]
+        assert by_path.item["links"]["full"] == node.item["links"]["full"]
         # the bulk path: one array, whole or sliced, split in one-point requests over 2 sockets
-        np.testing.assert_array_equal(bulk.read_array(node), images)
+        np.testing.assert_array_equal(bulk.read_array(by_path), images)
+        np.testing.assert_array_equal(bulk.read_array(node, connections=3), images)
         np.testing.assert_array_equal(
             bulk.read_array(node, slice(1, points), max_bytes=images[0].nbytes), images[1:]
         )
@@ -261,7 +265,7 @@ def test_bulk_read_of_a_shape_the_server_does_not_have_is_a_clear_error(
     node = reader.open_catalog(sqlite_cfg)[uid].primary[IMAGE]
     real = tuple(node.shape)
     monkeypatch.setattr(type(node), "shape", property(lambda self: (real[0] + 2, *real[1:])))
-    with pytest.raises(bulk.BulkReadError, match=r"simdet_image\[0:"):
+    with pytest.raises(bulk.BulkReadError, match=r"simdet_image\[\d+:\d+\] \(500 .*shape"):
         bulk.read_array(node)
 
 
@@ -337,6 +341,20 @@ def test_api_key_file_is_private_and_a_wrong_key_is_a_clear_error(sqlite_cfg, de
     bad_key.chmod(0o644)
     with pytest.raises(server.ServiceError, match="readable by others"):
         server.api_key(server.settings(bad))
+
+
+def test_a_missing_container_or_node_is_a_clear_key_error(sqlite_cfg):
+    """open_catalog fetches the container in one request; a wrong name says what to do."""
+    other = copy.deepcopy(sqlite_cfg)
+    other["tiled"]["container"] = "nobody-here"
+    with pytest.raises(
+        KeyError, match="no container 'nobody-here' at http://127.0.0.1:.*adscan up"
+    ):
+        reader.open_catalog(other)
+    s = server.settings(sqlite_cfg)
+    with pytest.raises(KeyError, match="no node 'adscan/not-a-run'"):
+        server.connect(s, path=(s.container, "not-a-run"))
+    assert type(reader.open_catalog(sqlite_cfg)).__name__ == "CatalogOfBlueskyRuns"
 
 
 def test_tiled_down_at_plan_start_refuses_the_plan(sqlite_cfg, devices, iconfig):

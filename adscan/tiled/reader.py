@@ -7,7 +7,7 @@
     run = cat[-1]                         # or cat[uid], cat["87ba"] (partial uid), cat[scan_id]
     ds = run.primary.read()               # xarray; ds["simdet_image"].shape ==
                                           #   (points, frames, rows, cols)
-    run.primary["simdet_image"][0, 1]     # one frame, sliced on the server
+    run["primary/simdet_image"][0, 1]     # one frame, sliced on the server (one request)
     image_files(run)                      # the HDF5 files, from the run's assets
     find_runs(cat, plan="adscan_scan", scan_id=3, since="2026-12-01")
 
@@ -42,10 +42,10 @@ def open_catalog(cfg: dict | None = None, *, api_key: str | None = None):
         cfg = load_iconfig()
     s = server.settings(cfg)
     server.require(s)
-    root = server.connect(s, key=api_key)
-    if s.container not in root:
-        raise KeyError(f"no container {s.container!r} at {s.url}: `adscan up` creates it")
-    return root[s.container]
+    try:
+        return server.connect(s, key=api_key, path=(s.container,))
+    except KeyError:
+        raise KeyError(f"no container {s.container!r} at {s.url}: `adscan up` creates it") from None
 
 
 def stream_nodes(run) -> dict[str, Any]:
