@@ -4,10 +4,18 @@
 control-layer callbacks set (connection, access rights, first metadata: run in ophyd's
 dispatcher threads).  Under load a signal can stay unconnected although its PV answers: a
 full test run once left ``ROI1:Dim1SA_RBV`` of 1,061 PVs unconnected for five minutes while
-a caproto client read it.  A signal's own ``wait_for_connection`` is ophyd's blocking path
-(connect the PV, fetch its metadata in the calling thread), so the signals still
-unconnected when the device's timeout ends get a second, bounded chance that way; those
-that still fail are named, with their control-layer state, so the log says why.
+a caproto client read it, and another left ``image1:Dim0SA`` so for 60 s.  Such a PV backs
+several signals of ophyd's plugin classes (``dim0_sa``, ``dim_sa.dim0``, ...), and every
+signal after the first gets it from pyepics' cache (``epics.get_pv``), which checks
+``connected`` and then appends the signal's callbacks, without a lock: a connection that
+completes in between never calls them, and ophyd's blocking path then waits for them in
+vain ("failed to send connection and access rights information").
+
+So the signals still unconnected when the device's timeout ends first get those lost
+callbacks replayed (for each PV the control layer reports connected), then a second,
+bounded chance on ophyd's blocking path (connect the PV, fetch its metadata in the calling
+thread); those that still fail are named, with their control-layer state, so the log says
+why.
 """
 
 from __future__ import annotations
@@ -39,6 +47,30 @@ def signal_state(sig: Any) -> str:
     return "; ".join(parts)
 
 
+def replay_lost_callbacks(sig: Any) -> list[str]:
+    """Run ophyd's connection and access-rights callbacks of ``sig`` for each of its PVs that
+    the control layer reports connected while ``sig`` still waits for them (the pyepics
+    ``get_pv`` race above); return the PV names replayed."""
+    connections = getattr(sig, "_connection_states", None)
+    rights = getattr(sig, "_access_rights_valid", None)
+    if not isinstance(connections, dict) or not isinstance(rights, dict):
+        return []  # not an EPICS signal
+    pvs = {id(pv): pv for pv in (getattr(sig, "_read_pv", None), getattr(sig, "_write_pv", None))}
+    replayed = []
+    for pv in pvs.values():
+        name = getattr(pv, "pvname", None)
+        if pv is None or name not in connections or not getattr(pv, "connected", False):
+            continue
+        if not connections[name]:
+            sig._pv_connected(pvname=name, conn=True, pv=pv)
+            replayed.append(name)
+        if not rights.get(name, True):
+            sig._pv_access_callback(pv.read_access, pv.write_access, pv=pv)
+            if name not in replayed:
+                replayed.append(name)
+    return replayed
+
+
 def connect(device: Any, timeout: float, all_signals: bool = False) -> float:
     """Wait up to ``timeout`` s for every signal of ``device``; return the seconds taken.
 
@@ -62,6 +94,9 @@ def connect(device: Any, timeout: float, all_signals: bool = False) -> float:
     still = []
     for sig in late:
         state = signal_state(sig)
+        replayed = replay_lost_callbacks(sig)
+        if replayed:
+            logger.warning("%s: replayed lost callbacks of %s", sig.name, ", ".join(replayed))
         try:
             sig.wait_for_connection(timeout=max(0.05, deadline - time.monotonic()))
         except TimeoutError as ex:

@@ -341,6 +341,42 @@ def test_abort_mid_acquisition_leaves_readable_file(det, ca):
     assert 1 <= n < 200
 
 
+def test_signal_whose_callbacks_were_lost_is_recovered(ioc, det):
+    """The pyepics ``get_pv`` race (adscan.devices.connect): two signals on one cached PV,
+    the second's connection and access callbacks never run.  Its state is set to that
+    outcome by hand (the race itself is too rare to provoke); ophyd's own blocking path
+    fails on it, connect() replays the callbacks and succeeds."""
+    from ophyd import Component as Cpt
+    from ophyd import Device, EpicsSignal
+
+    from adscan.devices.connect import connect
+
+    class TwoOnOnePV(Device):
+        first = Cpt(EpicsSignal, "image1:Dim0SA")
+        second = Cpt(EpicsSignal, "image1:Dim0SA")
+
+    def lose_callbacks(sig):
+        pv = sig._read_pv.pvname
+        with sig._metadata_lock:
+            sig._connection_states[pv] = False
+            sig._access_rights_valid[pv] = False
+            sig._metadata["connected"] = False  # as never set by _set_event_if_ready
+            sig._signal_is_ready.clear()
+
+    dev = TwoOnOnePV(AD, name="two")
+    dev.wait_for_connection(timeout=30)
+    assert dev.first._read_pv is dev.second._read_pv  # pyepics' cache: one PV, two signals
+    lose_callbacks(dev.second)
+    assert not dev.second.connected and dev.second._read_pv.connected
+    with pytest.raises(TimeoutError, match="failed to send connection and access rights"):
+        dev.second.wait_for_connection(timeout=0.5)  # what the CI run hit
+
+    assert connect(dev, timeout=0.5) < 10
+    assert dev.second.connected
+    assert dev.second.get() == dev.first.get()  # it reads, too
+    dev.destroy()
+
+
 def test_sigterm_mid_capture_leaves_readable_file(ioc, det, ca):
     """Last test: stops the module's IOC."""
     fn = _acquire_and_abort(ca)
