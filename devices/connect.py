@@ -11,11 +11,12 @@ signal after the first gets it from pyepics' cache (``epics.get_pv``), which che
 completes in between never calls them, and ophyd's blocking path then waits for them in
 vain ("failed to send connection and access rights information").
 
-So the signals still unconnected when the device's timeout ends first get those lost
-callbacks replayed (for each PV the control layer reports connected), then a second,
-bounded chance on ophyd's blocking path (connect the PV, fetch its metadata in the calling
-thread); those that still fail are named, with their control-layer state, so the log says
-why.
+So while the device waits, every ``REPLAY_PERIOD`` s, the unconnected signals get those lost
+callbacks replayed, for each PV the control layer reports connected (a benchmark's plain
+ophyd wait lost ``Pva1:Dim0SA_RBV`` so for its whole 120 s).  The signals still unconnected
+when the timeout ends get them replayed once more, then a second, bounded chance on ophyd's
+blocking path (connect the PV, fetch its metadata in the calling thread); those that still
+fail are named, with their control-layer state, so the log says why.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ logger = logging.getLogger("adscan.devices.connect")
 #: Seconds the still-unconnected signals get, together, on ophyd's blocking path (only when
 #: some of the device's signals connected: an absent IOC fails at once after ``timeout``).
 SIGNAL_RETRY_TIMEOUT = 5.0
+
+#: While waiting, the late signals' lost callbacks are replayed every this many seconds.
+REPLAY_PERIOD = 2.0
 
 
 def _signals(device: Any, all_signals: bool) -> list[Any]:
@@ -71,17 +75,40 @@ def replay_lost_callbacks(sig: Any) -> list[str]:
     return replayed
 
 
+def _replay_late(signals: list[Any]) -> None:
+    for sig in signals:
+        if not sig.connected:
+            replayed = replay_lost_callbacks(sig)
+            if replayed:
+                logger.warning("%s: replayed lost callbacks of %s", sig.name, ", ".join(replayed))
+
+
+def _wait_replaying(device: Any, all_signals: bool, timeout: float) -> TimeoutError | None:
+    """ophyd's device wait in slices of ``REPLAY_PERIOD`` s, replaying lost callbacks between
+    them (so one costs seconds, not the whole timeout); the last slice's error, or None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            device.wait_for_connection(
+                all_signals=all_signals, timeout=max(min(REPLAY_PERIOD, left), 0.001)
+            )
+            return None
+        except TimeoutError as ex:
+            if left <= REPLAY_PERIOD:
+                return ex
+        _replay_late(_signals(device, all_signals))
+
+
 def connect(device: Any, timeout: float, all_signals: bool = False) -> float:
     """Wait up to ``timeout`` s for every signal of ``device``; return the seconds taken.
 
     Raises ``TimeoutError`` naming the signals that did not connect (and their state).
     """
     t0 = time.monotonic()
-    try:
-        device.wait_for_connection(all_signals=all_signals, timeout=timeout)
+    first = _wait_replaying(device, all_signals, timeout)
+    if first is None:
         return time.monotonic() - t0
-    except TimeoutError as ex:
-        first = ex
     signals = _signals(device, all_signals)
     late = [s for s in signals if not s.connected]
     if not late:  # connected meanwhile, or pending operations (not a signal's)
@@ -92,11 +119,9 @@ def connect(device: Any, timeout: float, all_signals: bool = False) -> float:
         raise first
     deadline = time.monotonic() + SIGNAL_RETRY_TIMEOUT  # one budget for all late signals
     still = []
+    _replay_late(late)
     for sig in late:
         state = signal_state(sig)
-        replayed = replay_lost_callbacks(sig)
-        if replayed:
-            logger.warning("%s: replayed lost callbacks of %s", sig.name, ", ".join(replayed))
         try:
             sig.wait_for_connection(timeout=max(0.05, deadline - time.monotonic()))
         except TimeoutError as ex:

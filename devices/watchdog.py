@@ -18,8 +18,8 @@ from typing import Any
 logger = logging.getLogger("adscan.devices")
 
 
-#: Every watched PV: PV name -> (device name, signal).
-_WATCHED: dict[str, tuple[str, Any]] = {}
+#: Every watched PV: PV name -> (device name, signal, weak reference to the device).
+_WATCHED: dict[str, tuple[str, Any, Any]] = {}
 
 
 class DeviceDisconnectedError(ConnectionError):
@@ -27,8 +27,18 @@ class DeviceDisconnectedError(ConnectionError):
 
 
 def disconnected() -> dict[str, str]:
-    """Watched PVs disconnected now (PV name -> device name)."""
-    return {pv: name for pv, (name, sig) in list(_WATCHED.items()) if not sig.connected}
+    """Watched PVs disconnected now (PV name -> device name), of the devices in use: those
+    ``adscan.devices.REGISTRY`` holds by that name.  A device an earlier start-up created
+    (its IOC since gone, e.g. another test module's) would otherwise turn every later plan
+    error into "IOC connection lost"."""
+    from adscan.devices import REGISTRY
+
+    down = {}
+    for pv, (name, sig, ref) in list(_WATCHED.items()):
+        device = ref()
+        if device is not None and REGISTRY.get(name) is device and not sig.connected:
+            down[pv] = name
+    return down
 
 
 def fail_on_disconnect(
@@ -62,7 +72,7 @@ def fail_on_disconnect(
 
     pv = getattr(watched, "pvname", watched.name)
 
-    _WATCHED[pv] = (device.name, watched)
+    _WATCHED[pv] = (device.name, watched, weakref.ref(device))
 
     def on_meta(*, connected: bool = True, **_kw) -> None:
         if connected:

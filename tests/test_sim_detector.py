@@ -349,7 +349,7 @@ def test_signal_whose_callbacks_were_lost_is_recovered(ioc, det):
     from ophyd import Component as Cpt
     from ophyd import Device, EpicsSignal
 
-    from adscan.devices.connect import connect
+    from adscan.devices.connect import REPLAY_PERIOD, connect
 
     class TwoOnOnePV(Device):
         first = Cpt(EpicsSignal, "image1:Dim0SA")
@@ -371,7 +371,12 @@ def test_signal_whose_callbacks_were_lost_is_recovered(ioc, det):
     with pytest.raises(TimeoutError, match="failed to send connection and access rights"):
         dev.second.wait_for_connection(timeout=0.5)  # what the CI run hit
 
-    assert connect(dev, timeout=0.5) < 10
+    t0 = time.monotonic()
+    assert connect(dev, timeout=60) < REPLAY_PERIOD + 5  # replayed while waiting, not at 60 s
+    assert dev.second.connected and time.monotonic() - t0 < REPLAY_PERIOD + 5
+
+    lose_callbacks(dev.second)
+    assert connect(dev, timeout=0.5) < 10  # a short timeout: replayed at its end
     assert dev.second.connected
     assert dev.second.get() == dev.first.get()  # it reads, too
     dev.destroy()

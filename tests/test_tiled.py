@@ -20,6 +20,7 @@ import copy
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -414,6 +415,42 @@ def test_run_readable_while_it_grows(sqlite_cfg, devices):
     events = [d for n, d in docs[uid] if n == "event" and "simdet_stats1_total" in d["data"]]
     assert totals == [e["data"]["simdet_stats1_total"] for e in events[:3]]
     check_run(reader.open_catalog(sqlite_cfg), uid, docs[uid])
+
+
+def test_run_complete_when_the_plan_returns_streams_closed_after(sqlite_cfg, devices, monkeypatch):
+    """The stop is in Tiled when the plan returns; closing the run's live streams (a request
+    per node) is the writer thread's, after the RunEngine went on: here it is held until the
+    plan has returned, and the plan returns anyway."""
+    from adscan import plans as ap
+
+    RE, tiled_writer, _, _ = make_RE(sqlite_cfg, devices, scan_id=700)
+    flushing = type(tiled_writer._tiled_writer())
+    gate, events = threading.Event(), []
+
+    class Held(flushing.run_writer_class):
+        def _close_stream_tree(self):
+            events.append("deferred")
+            super()._close_stream_tree()
+
+        def close_streams(self):
+            if self.close_pending:
+                events.append("held")
+                gate.wait(60)
+                super().close_streams()
+                events.append(f"closed in {threading.current_thread().name}")
+
+    monkeypatch.setattr(flushing, "run_writer_class", Held)
+    t0 = time.monotonic()
+    (uid,) = RE(ap.adscan_count(num=2, frames=FRAMES))
+    assert time.monotonic() - t0 < 45  # did not wait for the held close (60 s)
+    run = reader.open_catalog(sqlite_cfg)[uid]
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert run["primary/simdet_image"].shape[:2] == (2, FRAMES)
+    assert "closed in adscan-tiled-writer" not in events
+    gate.set()
+    assert tiled_writer.drain(60)
+    assert events == ["deferred", "held", "closed in adscan-tiled-writer"]
+    assert tiled_writer.notes == []  # no fall-back to a backup
 
 
 def test_tiled_lost_mid_run_goes_to_backup_then_imports(sqlite_cfg, devices):
